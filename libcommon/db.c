@@ -1,0 +1,125 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "exitcode.h"
+#include "log.h"
+
+PGconn *db_connect(const char *dsn, struct error *err)
+{
+	const char *keywords[] = { "fallback_application_name", "dbname", NULL };
+	const char *values[] = { log_program_name(), NULL, NULL };
+	PGconn *conn;
+	PGresult *result;
+
+	if (dsn == NULL || dsn[0] == '\0')
+		dsn = getenv("CERTCTL_DSN");
+	/* With no dbname entry libpq falls back to PG* variables and defaults. */
+	if (dsn != NULL && dsn[0] != '\0')
+		values[1] = dsn;
+	else
+		keywords[1] = NULL;
+
+	conn = PQconnectdbParams(keywords, values, 1);
+	if (conn == NULL) {
+		error_set(err, EXIT_UNAVAILABLE, "database: out of memory connecting");
+		return NULL;
+	}
+	if (PQstatus(conn) != CONNECTION_OK) {
+		error_set(err, EXIT_UNAVAILABLE, "database: %s", PQerrorMessage(conn));
+		PQfinish(conn);
+		return NULL;
+	}
+	/* Timestamps are compared and printed in UTC; notices would pollute stderr. */
+	result = PQexec(conn, "SET TIME ZONE 'UTC'; SET client_min_messages = warning");
+	if (PQresultStatus(result) != PGRES_COMMAND_OK) {
+		error_set(err, EXIT_UNAVAILABLE, "database: %s", PQerrorMessage(conn));
+		PQclear(result);
+		PQfinish(conn);
+		return NULL;
+	}
+	PQclear(result);
+	return conn;
+}
+
+void db_disconnect(PGconn *conn)
+{
+	if (conn != NULL)
+		PQfinish(conn);
+}
+
+int db_sqlstate_is(const PGresult *result, const char *sqlstate)
+{
+	const char *state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
+
+	return state != NULL && strcmp(state, sqlstate) == 0;
+}
+
+int db_exit_code_for(PGconn *conn, const PGresult *result)
+{
+	const char *state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
+
+	if (PQstatus(conn) != CONNECTION_OK)
+		return EXIT_UNAVAILABLE;
+	if (state == NULL)
+		return EXIT_INTERNAL;
+	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
+		return EXIT_UNAVAILABLE;
+	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+	    strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0)
+		return EXIT_TEMPORARY;
+	if (strcmp(state, "42501") == 0)
+		return EXIT_FORBIDDEN;
+	if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
+		return EXIT_DATA;
+	return EXIT_INTERNAL;
+}
+
+PGresult *db_query(PGconn *conn, const char *sql, int param_count,
+		   const char *const *params, struct error *err)
+{
+	PGresult *result = PQexecParams(conn, sql, param_count, NULL, params, NULL, NULL, 0);
+	ExecStatusType status = PQresultStatus(result);
+
+	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+		return result;
+	error_set(err, db_exit_code_for(conn, result), "database: %s",
+		  result ? PQresultErrorMessage(result) : PQerrorMessage(conn));
+	PQclear(result);
+	return NULL;
+}
+
+int db_command(PGconn *conn, const char *sql, int param_count,
+	       const char *const *params, struct error *err)
+{
+	PGresult *result = db_query(conn, sql, param_count, params, err);
+
+	if (result == NULL)
+		return err ? err->code : EXIT_INTERNAL;
+	PQclear(result);
+	return 0;
+}
+
+long db_affected_rows(PGresult *result)
+{
+	const char *count = PQcmdTuples(result);
+
+	return count[0] ? strtol(count, NULL, 10) : 0;
+}
+
+int db_begin(PGconn *conn, struct error *err)
+{
+	return db_command(conn, "BEGIN", 0, NULL, err);
+}
+
+int db_commit(PGconn *conn, struct error *err)
+{
+	return db_command(conn, "COMMIT", 0, NULL, err);
+}
+
+void db_rollback(PGconn *conn)
+{
+	PGresult *result = PQexec(conn, "ROLLBACK");
+
+	PQclear(result);
+}

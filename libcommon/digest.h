@@ -1,0 +1,12 @@
+/* SHA-256 as lowercase hex, for checksums and certificate fingerprints. */
+#ifndef CERTCTL_DIGEST_H
+#define CERTCTL_DIGEST_H
+
+#include <stddef.h>
+
+#define SHA256_HEX_SIZE 65
+
+/* Writes 64 hex digits and a NUL into hex. */
+void sha256_hex(const void *data, size_t length, char hex[SHA256_HEX_SIZE]);
+
+#endif

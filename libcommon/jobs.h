@@ -1,0 +1,28 @@
+/* The job queue: claiming, reaping, and the one fenced way to finish a job. */
+#ifndef CERTCTL_JOBS_H
+#define CERTCTL_JOBS_H
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "error.h"
+
+/* Who holds a Running job: the claim token printed on every claimed job line. */
+struct job_claim {
+	const char *claimed_by;
+	int attempts;
+};
+
+/*
+ * Moves a job from Running to final_status ("Completed" or "Failed") only
+ * while it is still Running under claim, so a worker whose lease was reaped
+ * and re-claimed cannot overwrite the new owner's result. last_error and
+ * result (metadata, may be NULL) are stored with it. Returns 0; EXIT_NOT_FOUND
+ * for an unknown job; EXIT_TEMPORARY when the claim was lost (nothing changed).
+ * Runs in the caller's transaction, if any.
+ */
+int job_finish_fenced(PGconn *conn, const char *job_id, const struct job_claim *claim,
+		      const char *final_status, const char *last_error,
+		      json_object *result, struct error *err);
+
+#endif

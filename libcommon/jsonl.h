@@ -1,0 +1,49 @@
+/* JSON lines: one object per line in, one object per line out (json-c). */
+#ifndef CERTCTL_JSONL_H
+#define CERTCTL_JSONL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "error.h"
+
+struct jsonl_reader {
+	FILE *input;
+	long line_number;   /* of the line last read, 1-based */
+	char *line;
+	size_t capacity;
+};
+
+void jsonl_reader_init(struct jsonl_reader *reader, FILE *input);
+void jsonl_reader_free(struct jsonl_reader *reader);
+
+/*
+ * Reads the next non-blank line. Returns 1 with *object set (caller
+ * json_object_put()s), 0 at end of input, or -1 when the line is not a JSON
+ * object: err (coded EXIT_DATA) then says "line N: why" and reading may go on.
+ */
+int jsonl_read(struct jsonl_reader *reader, json_object **object, struct error *err);
+
+/* Writes object as one line and flushes; a closed stdout is EXIT_CANT_CREATE. */
+int jsonl_write(FILE *output, json_object *object, struct error *err);
+
+/* The string at key, or NULL when missing or not a string. */
+const char *json_string_field(json_object *object, const char *key);
+/* Sets *value from an integer (or integer string) at key; false when absent or bad. */
+bool json_int_field(json_object *object, const char *key, int64_t *value);
+
+/* Adds the column as a JSON string, or null when SQL NULL. */
+void json_add_text_column(json_object *object, const char *key,
+			  const PGresult *result, int row, int column);
+/* Adds the column as a JSON integer, or null when SQL NULL. */
+void json_add_int_column(json_object *object, const char *key,
+			 const PGresult *result, int row, int column);
+/* Adds the column as a JSON boolean ('t'/'f'), or null when SQL NULL. */
+void json_add_bool_column(json_object *object, const char *key,
+			  const PGresult *result, int row, int column);
+
+#endif

@@ -1,0 +1,35 @@
+#include <signal.h>
+#include <string.h>
+
+#include "signals.h"
+
+static volatile sig_atomic_t stop_signal;
+
+static void remember_stop(int signal_number)
+{
+	stop_signal = signal_number;
+}
+
+void signals_install(void)
+{
+	struct sigaction action;
+
+	memset(&action, 0, sizeof(action));
+	action.sa_handler = remember_stop;
+	sigemptyset(&action.sa_mask);
+	sigaction(SIGINT, &action, NULL);
+	sigaction(SIGTERM, &action, NULL);
+	/* A closed stdout must be a write error we handle, not sudden death mid-item. */
+	action.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &action, NULL);
+}
+
+bool signals_stop_requested(void)
+{
+	return stop_signal != 0;
+}
+
+int signals_received(void)
+{
+	return stop_signal;
+}

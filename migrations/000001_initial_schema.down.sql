@@ -1,0 +1,12 @@
+DROP TABLE IF EXISTS notification_events;
+DROP TABLE IF EXISTS audit_events;
+DROP FUNCTION IF EXISTS certctl_audit_append_only();
+DROP TABLE IF EXISTS jobs;
+DROP FUNCTION IF EXISTS certctl_jobs_notify();
+DROP TABLE IF EXISTS certificate_targets;
+DROP TABLE IF EXISTS certificate_versions;
+DROP TABLE IF EXISTS managed_certificates;
+DROP TABLE IF EXISTS deployment_targets;
+DROP TABLE IF EXISTS agents;
+DROP FUNCTION IF EXISTS certctl_default_name();
+DROP FUNCTION IF EXISTS certctl_rfc3339(timestamptz);
