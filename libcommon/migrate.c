@@ -105,20 +105,21 @@ static int load_one(const char *dir, const char *file_name, struct migration *mi
 		    struct error *err)
 {
 	size_t length;
-	char *content, *down_name;
+	char *content, *down_name, *stem;
 	char hex[SHA256_HEX_SIZE];
 
 	memset(migration, 0, sizeof(*migration));
 	if (!parse_up_file_name(file_name, &migration->version, &migration->name))
 		return 1;
 	migration->up_path = join_path(dir, file_name);
-	down_name = join_path(dir, file_name);
-	if (migration->up_path == NULL || down_name == NULL) {
-		free(down_name);
+	/* "NNNNNN_name" + ".down.sql": the stem before ".up.sql". */
+	stem = strndup(file_name, strlen(file_name) - strlen(".up.sql"));
+	down_name = NULL;
+	if (stem != NULL && asprintf(&down_name, "%s/%s.down.sql", dir, stem) < 0)
+		down_name = NULL;
+	free(stem);
+	if (migration->up_path == NULL || down_name == NULL)
 		return error_set(err, EXIT_INTERNAL, "out of memory");
-	}
-	/* ".up.sql" and ".down.sql" differ only in the middle word. */
-	snprintf(down_name + strlen(down_name) - strlen("up.sql"), strlen("down.sql") + 1, "%s", "down.sql");
 	migration->down_path = down_name;
 	content = file_read_all(migration->up_path, MIGRATION_FILE_MAX_BYTES, &length, err);
 	if (content == NULL)
