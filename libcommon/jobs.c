@@ -3,6 +3,7 @@
 #include "db.h"
 #include "exitcode.h"
 #include "jobs.h"
+#include "jsonl.h"
 
 static const char finish_fenced_sql[] =
 	"UPDATE jobs SET status = $4, last_error = $5, result = $6::jsonb,"
@@ -51,4 +52,21 @@ int job_finish_fenced(PGconn *conn, const char *job_id, const struct job_claim *
 				 PQgetvalue(state, 0, 2), claim->claimed_by, claim->attempts);
 	PQclear(state);
 	return code;
+}
+
+json_object *job_line_from_row(const PGresult *result, int row, int first_column)
+{
+	static const char *const text_keys[] = { "id", "type", "status", "certificate_id",
+						  "target_id", "agent_id" };
+	json_object *line = json_object_new_object();
+	int column = first_column;
+
+	for (size_t i = 0; i < sizeof(text_keys) / sizeof(text_keys[0]); i++)
+		json_add_text_column(line, text_keys[i], result, row, column++);
+	json_add_int_column(line, "attempts", result, row, column++);
+	json_add_int_column(line, "max_attempts", result, row, column++);
+	json_add_text_column(line, "lease_expires_at", result, row, column++);
+	json_add_text_column(line, "claimed_by", result, row, column++);
+	json_add_text_column(line, "scheduled_at", result, row, column++);
+	return line;
 }

@@ -14,6 +14,19 @@ struct job_claim {
 };
 
 /*
+ * The columns of a job line, in the order job_line_from_row() reads them.
+ * Select them from a table aliased "j": SELECT JOB_LINE_COLUMNS FROM jobs j ...
+ */
+#define JOB_LINE_COLUMNS                                                        \
+	"j.id, j.type, j.status, j.certificate_id, j.target_id, j.agent_id,"    \
+	" j.attempts, j.max_attempts, certctl_rfc3339(j.lease_expires_at),"     \
+	" j.claimed_by, certctl_rfc3339(j.scheduled_at)"
+#define JOB_LINE_COLUMN_COUNT 11
+
+/* The job line of CONTRACT (certctl-claim) from one row; caller json_object_put()s. */
+json_object *job_line_from_row(const PGresult *result, int row, int first_column);
+
+/*
  * Moves a job from Running to final_status ("Completed" or "Failed") only
  * while it is still Running under claim, so a worker whose lease was reaped
  * and re-claimed cannot overwrite the new owner's result. last_error and
