@@ -1,0 +1,387 @@
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "audit.h"
+#include "claim.h"
+#include "db.h"
+#include "exitcode.h"
+#include "jobs.h"
+#include "jsonl.h"
+#include "signals.h"
+
+/*
+ * Parameters of every claim statement: $1 type (NULL: any), $2 limit,
+ * $3 worker, $4 lease seconds, $5 agent. PostgreSQL refuses FOR UPDATE on a
+ * UNION, so each way a job reaches a claimant is its own statement, run in
+ * one transaction, each locking exactly the rows it flips.
+ */
+#define CLAIM_FLIP                                                                       \
+	" claimed AS ("                                                                  \
+	" UPDATE jobs j SET status = 'Running', attempts = j.attempts + 1,"              \
+	" started_at = now(), claimed_by = $3,"                                          \
+	" lease_expires_at = now() + $4::int * interval '1 second', updated_at = now()"  \
+	" FROM picked WHERE j.id = picked.id RETURNING j.*)"                             \
+	" SELECT " JOB_LINE_COLUMNS " FROM claimed j ORDER BY j.scheduled_at, j.id"
+
+#define CLAIM_PENDING_NOW                                                       \
+	" j.status = 'Pending' AND j.scheduled_at <= now()"                     \
+	" AND ($1::text IS NULL OR j.type = $1)"
+
+/* A central claimer never takes a job that an agent is meant to run. */
+static const char claim_central_sql[] =
+	"WITH picked AS (SELECT j.id FROM jobs j WHERE" CLAIM_PENDING_NOW
+	" AND j.agent_id IS NULL AND j.target_id IS NULL"
+	" ORDER BY j.scheduled_at LIMIT $2::int FOR UPDATE SKIP LOCKED),"
+	CLAIM_FLIP;
+
+/* --any: every job, except those routed to a retired agent or target. */
+static const char claim_any_sql[] =
+	"WITH picked AS (SELECT j.id FROM jobs j WHERE" CLAIM_PENDING_NOW
+	" AND (j.agent_id IS NULL OR EXISTS (SELECT 1 FROM agents a"
+	"      WHERE a.id = j.agent_id AND a.retired_at IS NULL))"
+	" AND (j.target_id IS NULL OR EXISTS (SELECT 1 FROM deployment_targets t"
+	"      JOIN agents ta ON ta.id = t.agent_id"
+	"      WHERE t.id = j.target_id AND t.retired_at IS NULL AND ta.retired_at IS NULL))"
+	" ORDER BY j.scheduled_at LIMIT $2::int FOR UPDATE SKIP LOCKED),"
+	CLAIM_FLIP;
+
+/*
+ * Held until commit: certctl-retire takes FOR UPDATE on the agent row, so a
+ * retirement either commits before this read (we see retired_at) or waits
+ * for our claim to finish.
+ */
+static const char claim_lock_agent_sql[] =
+	"SELECT retired_at IS NOT NULL, certctl_rfc3339(retired_at) FROM agents"
+	" WHERE id = $1 FOR SHARE";
+
+/* The agent's own jobs. */
+static const char claim_agent_assigned_sql[] =
+	"WITH picked AS (SELECT j.id FROM jobs j WHERE" CLAIM_PENDING_NOW
+	" AND j.agent_id = $5"
+	" AND (j.target_id IS NULL OR EXISTS (SELECT 1 FROM deployment_targets t"
+	"      WHERE t.id = j.target_id AND t.retired_at IS NULL))"
+	" ORDER BY j.scheduled_at LIMIT $2::int FOR UPDATE OF j SKIP LOCKED),"
+	CLAIM_FLIP;
+
+/* Jobs with no agent, routed through one of the agent's active targets. */
+static const char claim_agent_targeted_sql[] =
+	"WITH picked AS (SELECT j.id FROM deployment_targets t JOIN jobs j ON j.target_id = t.id"
+	" WHERE t.agent_id = $5 AND t.retired_at IS NULL AND j.agent_id IS NULL AND"
+	CLAIM_PENDING_NOW
+	" ORDER BY j.scheduled_at LIMIT $2::int FOR UPDATE OF j SKIP LOCKED),"
+	CLAIM_FLIP;
+
+/*
+ * AwaitingCSR jobs are handed to the agent unchanged: they move on when the
+ * CSR arrives, not when they are read. Parameters: $1 type, $2 limit, $3 agent.
+ */
+static const char list_agent_awaiting_csr_sql[] =
+	"SELECT " JOB_LINE_COLUMNS " FROM jobs j"
+	" WHERE j.status = 'AwaitingCSR' AND ($1::text IS NULL OR j.type = $1)"
+	" AND (j.agent_id IS NULL OR j.agent_id = $3)"
+	" AND (j.target_id IS NULL OR EXISTS (SELECT 1 FROM deployment_targets t"
+	"      WHERE t.id = j.target_id AND t.retired_at IS NULL))"
+	" AND EXISTS (SELECT 1 FROM certificate_targets ct"
+	"      JOIN deployment_targets t ON t.id = ct.target_id"
+	"      WHERE ct.certificate_id = j.certificate_id AND t.agent_id = $3"
+	"      AND t.retired_at IS NULL)"
+	" ORDER BY j.scheduled_at, j.id LIMIT $2::int";
+
+static const char listen_sql[] = "LISTEN certctl_jobs";
+
+/*
+ * Pending jobs, and Running ones whose lease ran out, that are routed to a
+ * retired agent or target (or a target of a retired agent) can never run.
+ */
+static const char reap_retired_sql[] =
+	"WITH routed AS ("
+	" SELECT j.id FROM agents a JOIN jobs j ON j.agent_id = a.id"
+	"  WHERE a.retired_at IS NOT NULL AND j.status IN ('Pending', 'Running')"
+	" UNION"
+	" SELECT j.id FROM deployment_targets t JOIN agents a ON a.id = t.agent_id"
+	"  JOIN jobs j ON j.target_id = t.id"
+	"  WHERE (t.retired_at IS NOT NULL OR a.retired_at IS NOT NULL)"
+	"  AND j.status IN ('Pending', 'Running')),"
+	" doomed AS (SELECT j.id FROM jobs j WHERE j.id IN (SELECT id FROM routed)"
+	"  AND (j.status = 'Pending' OR (j.status = 'Running' AND j.lease_expires_at < now()))"
+	"  FOR UPDATE OF j SKIP LOCKED),"
+	" failed AS ("
+	" UPDATE jobs j SET status = 'Failed', last_error = 'assigned agent is retired',"
+	"  completed_at = now(), lease_expires_at = NULL, claimed_by = NULL, updated_at = now()"
+	" FROM doomed WHERE j.id = doomed.id RETURNING j.*)"
+	" SELECT " JOB_LINE_COLUMNS ", 'failed', j.last_error FROM failed j ORDER BY j.id";
+
+/* $1 backoff base seconds, $2 cap. */
+static const char reap_expired_sql[] =
+	"WITH expired AS (SELECT j.id FROM jobs j"
+	"  WHERE j.status = 'Running' AND j.lease_expires_at < now()"
+	"  FOR UPDATE SKIP LOCKED),"
+	" reaped AS ("
+	" UPDATE jobs j SET"
+	"  status = CASE WHEN j.attempts >= j.max_attempts THEN 'Failed' ELSE 'Pending' END,"
+	"  scheduled_at = CASE WHEN j.attempts >= j.max_attempts THEN j.scheduled_at"
+	"   ELSE now() + LEAST($1::float8 * power(2::float8, LEAST(GREATEST(j.attempts - 1, 0), 30)),"
+	"                      $2::float8) * interval '1 second' END,"
+	"  last_error = CASE WHEN j.attempts >= j.max_attempts"
+	"   THEN 'lease expired after ' || j.attempts || ' attempts'"
+	"   ELSE 'lease expired on attempt ' || j.attempts END,"
+	"  completed_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,"
+	"  lease_expires_at = NULL, claimed_by = NULL, updated_at = now()"
+	" FROM expired WHERE j.id = expired.id RETURNING j.*)"
+	" SELECT " JOB_LINE_COLUMNS ","
+	"  CASE WHEN j.status = 'Failed' THEN 'failed' ELSE 'requeued' END, j.last_error"
+	" FROM reaped j ORDER BY j.id";
+
+/* Columns of a job line by position, as JOB_LINE_COLUMNS lists them. */
+enum { COLUMN_ID = 0, COLUMN_CERTIFICATE_ID = 3, COLUMN_TARGET_ID = 4, COLUMN_AGENT_ID = 5 };
+#define MAX_CLAIM_RESULTS 3
+
+static const char *column_or_null(const PGresult *result, int row, int column)
+{
+	return PQgetisnull(result, row, column) ? NULL : PQgetvalue(result, row, column);
+}
+
+/* Writes every row of each result as a job line; extra columns "reaped", "last_error". */
+static int write_job_lines(FILE *output, PGresult *const *results, int result_count,
+			   bool reap_columns, long *count, struct error *err)
+{
+	for (int r = 0; r < result_count; r++) {
+		for (int row = 0; row < PQntuples(results[r]); row++) {
+			json_object *line = job_line_from_row(results[r], row, 0);
+			int code;
+
+			if (reap_columns) {
+				json_add_text_column(line, "reaped", results[r], row,
+						     JOB_LINE_COLUMN_COUNT);
+				json_add_text_column(line, "last_error", results[r], row,
+						     JOB_LINE_COLUMN_COUNT + 1);
+			}
+			code = jsonl_write(output, line, err);
+			json_object_put(line);
+			if (code != 0)
+				return code;
+			(*count)++;
+		}
+	}
+	return 0;
+}
+
+/* Locks the agent row for the claim; 0 when it exists and is active. */
+static int lock_active_agent(PGconn *conn, const char *agent_id, struct error *err)
+{
+	const char *params[1] = { agent_id };
+	PGresult *agent = db_query(conn, claim_lock_agent_sql, 1, params, err);
+	int code = 0;
+
+	if (agent == NULL)
+		return err->code;
+	if (PQntuples(agent) == 0)
+		code = error_set(err, EXIT_NOT_FOUND, "%s: no such agent", agent_id);
+	else if (strcmp(PQgetvalue(agent, 0, 0), "t") == 0)
+		code = error_set(err, EXIT_RETIRED, "%s: agent is retired (since %s); no jobs claimed",
+				 agent_id, PQgetvalue(agent, 0, 1));
+	PQclear(agent);
+	return code;
+}
+
+int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
+	       long *count, struct error *err)
+{
+	PGresult *results[MAX_CLAIM_RESULTS] = { NULL };
+	int result_count = 0, code;
+	char limit[24], lease[24], remaining[24];
+	const char *params[5] = { request->job_type, limit, request->worker, lease,
+				  request->agent_id };
+	const char *csr_params[3] = { request->job_type, limit, request->agent_id };
+	long claimed;
+
+	*count = 0;
+	snprintf(limit, sizeof(limit), "%ld", request->limit);
+	snprintf(lease, sizeof(lease), "%ld", request->lease_seconds);
+	if ((code = db_begin(conn, err)) != 0)
+		return code;
+	if (request->agent_id == NULL) {
+		results[0] = db_query(conn, request->any ? claim_any_sql : claim_central_sql,
+				      4, params, err);
+		if (results[result_count++] == NULL)
+			goto fail;
+	} else {
+		if ((code = lock_active_agent(conn, request->agent_id, err)) != 0)
+			goto fail;
+		results[0] = db_query(conn, claim_agent_assigned_sql, 5, params, err);
+		if (results[result_count++] == NULL)
+			goto fail;
+		claimed = PQntuples(results[0]);
+		if (claimed < request->limit) {
+			snprintf(remaining, sizeof(remaining), "%ld", request->limit - claimed);
+			params[1] = remaining;
+			results[result_count] = db_query(conn, claim_agent_targeted_sql, 5, params, err);
+			if (results[result_count++] == NULL)
+				goto fail;
+		}
+		results[result_count] = db_query(conn, list_agent_awaiting_csr_sql, 3, csr_params, err);
+		if (results[result_count++] == NULL)
+			goto fail;
+	}
+	if ((code = db_commit(conn, err)) != 0)
+		goto out;
+	/* Printed only once committed: a line on stdout is a job this worker owns. */
+	code = write_job_lines(output, results, result_count, false, count, err);
+	goto out;
+fail:
+	code = err->code;
+	db_rollback(conn);
+out:
+	for (int r = 0; r < result_count; r++)
+		PQclear(results[r]);
+	return code;
+}
+
+static long long monotonic_milliseconds(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Reads what the server sent; returns how many notifications were waiting, or -1. */
+static int drain_notifications(PGconn *conn)
+{
+	PGnotify *notification;
+	int seen = 0;
+
+	if (!PQconsumeInput(conn))
+		return -1;
+	while ((notification = PQnotifies(conn)) != NULL) {
+		PQfreemem(notification);
+		seen++;
+	}
+	return seen;
+}
+
+int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
+		       FILE *output, long *count, struct error *err)
+{
+	sigset_t stop_signals, unblocked;
+	long long deadline;
+	int code;
+
+	if (wait_seconds <= 0)
+		return claim_jobs(conn, request, output, count, err);
+	/* Listen before the first try, so a job enqueued right after it still wakes us. */
+	if ((code = db_command(conn, listen_sql, 0, NULL, err)) != 0)
+		return code;
+	deadline = monotonic_milliseconds() + wait_seconds * 1000LL;
+	/* Signals stay blocked except inside ppoll(), so none slips in before the wait. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigprocmask(SIG_BLOCK, &stop_signals, &unblocked);
+	sigdelset(&unblocked, SIGINT);
+	sigdelset(&unblocked, SIGTERM);
+	for (;;) {
+		struct pollfd socket_ready = { .fd = PQsocket(conn), .events = POLLIN };
+		struct timespec timeout;
+		long long left;
+		int ready, notified;
+
+		if (signals_stop_requested()) {
+			code = error_set(err, EXIT_TEMPORARY, "interrupted by signal %d while waiting for jobs",
+					 signals_received());
+			break;
+		}
+		if ((code = claim_jobs(conn, request, output, count, err)) != 0 || *count > 0)
+			break;
+		/* Notifications that came in during the claim are for jobs it may have missed. */
+		if ((notified = drain_notifications(conn)) < 0)
+			goto connection_lost;
+		if (notified > 0)
+			continue;
+		if ((left = deadline - monotonic_milliseconds()) <= 0)
+			break;
+		timeout.tv_sec = left / 1000;
+		timeout.tv_nsec = (left % 1000) * 1000000L;
+		ready = ppoll(&socket_ready, 1, &timeout, &unblocked);
+		if (ready < 0 && errno != EINTR) {
+			code = error_set(err, EXIT_INTERNAL, "waiting for jobs: %s", strerror(errno));
+			break;
+		}
+		if (ready > 0 && drain_notifications(conn) < 0)
+			goto connection_lost;
+	}
+	goto out;
+connection_lost:
+	code = error_set(err, EXIT_UNAVAILABLE, "database: %s", PQerrorMessage(conn));
+out:
+	sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
+	return code;
+}
+
+/* Audit and notification events for each job the reaper failed; actor is the system. */
+static int record_failures(PGconn *conn, const PGresult *jobs, struct error *err)
+{
+	for (int row = 0; row < PQntuples(jobs); row++) {
+		const char *job_id = PQgetvalue(jobs, row, COLUMN_ID);
+		const char *reason = PQgetvalue(jobs, row, JOB_LINE_COLUMN_COUNT + 1);
+		json_object *details;
+		struct audit_event event;
+		char message[ERROR_MESSAGE_MAX];
+		int code;
+
+		if (strcmp(PQgetvalue(jobs, row, JOB_LINE_COLUMN_COUNT), "failed") != 0)
+			continue;
+		details = json_object_new_object();
+		json_object_object_add(details, "reason", json_object_new_string(reason));
+		json_add_text_column(details, "agent_id", jobs, row, COLUMN_AGENT_ID);
+		json_add_text_column(details, "target_id", jobs, row, COLUMN_TARGET_ID);
+		event = (struct audit_event){ .actor = "certctl-claim --reap", .actor_type = "System",
+					      .action = "job_failed", .resource_type = "job",
+					      .resource_id = job_id, .details = details };
+		code = audit_record(conn, &event, err);
+		json_object_put(details);
+		if (code != 0)
+			return code;
+		snprintf(message, sizeof(message), "job %s failed: %s", job_id, reason);
+		code = notification_record(conn, "job_failed",
+					   column_or_null(jobs, row, COLUMN_CERTIFICATE_ID),
+					   job_id, message, err);
+		if (code != 0)
+			return code;
+	}
+	return 0;
+}
+
+int reap_jobs(PGconn *conn, FILE *output, long *count, struct error *err)
+{
+	PGresult *results[2] = { NULL, NULL };
+	char base[24], cap[24];
+	const char *params[2] = { base, cap };
+	int code;
+
+	*count = 0;
+	snprintf(base, sizeof(base), "%d", REAP_BACKOFF_BASE_SECONDS);
+	snprintf(cap, sizeof(cap), "%d", REAP_BACKOFF_CAP_SECONDS);
+	if ((code = db_begin(conn, err)) != 0)
+		return code;
+	/* Retired routing first, so such a job is failed once instead of requeued. */
+	if ((results[0] = db_query(conn, reap_retired_sql, 0, NULL, err)) == NULL ||
+	    (code = record_failures(conn, results[0], err)) != 0 ||
+	    (results[1] = db_query(conn, reap_expired_sql, 2, params, err)) == NULL ||
+	    (code = record_failures(conn, results[1], err)) != 0) {
+		code = err->code;
+		db_rollback(conn);
+		goto out;
+	}
+	if ((code = db_commit(conn, err)) != 0)
+		goto out;
+	code = write_job_lines(output, results, 2, true, count, err);
+out:
+	PQclear(results[0]);
+	PQclear(results[1]);
+	return code;
+}

@@ -1,0 +1,53 @@
+/* Taking work off the job queue: claim, wait for work, reap expired leases. */
+#ifndef CERTCTL_CLAIM_H
+#define CERTCTL_CLAIM_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+#include "error.h"
+
+#define DEFAULT_LEASE_SECONDS 900
+#define DEFAULT_CLAIM_LIMIT 1
+/* A reaped job waits BASE * 2^(attempts-1) seconds, at most CAP, before its next claim. */
+#define REAP_BACKOFF_BASE_SECONDS 30
+#define REAP_BACKOFF_CAP_SECONDS 3600
+
+struct claim_request {
+	const char *agent_id;   /* NULL: a central claim */
+	const char *job_type;   /* NULL: every type */
+	const char *worker;     /* stored as claimed_by, the claim token with attempts */
+	long limit;             /* jobs flipped to Running (and AwaitingCSR jobs listed) */
+	long lease_seconds;
+	bool any;               /* central claim takes agent-routed jobs too */
+};
+
+/*
+ * Claims up to request->limit jobs in one transaction (FOR UPDATE SKIP LOCKED,
+ * so concurrent claimants get disjoint sets), then writes one job line each
+ * to output. *count is the number of lines written. Returns 0 (nothing to do
+ * included), EXIT_NOT_FOUND (unknown agent), EXIT_RETIRED, or a database code.
+ */
+int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
+	       long *count, struct error *err);
+
+/*
+ * claim_jobs(); while it finds nothing, waits up to wait_seconds for
+ * NOTIFY certctl_jobs on the connection socket and tries again. Returns 0
+ * when jobs were claimed or the time ran out, EXIT_TEMPORARY when SIGINT or
+ * SIGTERM arrived (signals_install() first), or claim_jobs()'s codes.
+ */
+int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
+		       FILE *output, long *count, struct error *err);
+
+/*
+ * In one transaction: fails Pending (and lease-expired Running) jobs routed to
+ * a retired agent or target, with audit and notification events; returns
+ * expired-lease Running jobs to Pending after a backoff, or fails them once
+ * attempts reach max_attempts. Writes one line per job after the commit.
+ */
+int reap_jobs(PGconn *conn, FILE *output, long *count, struct error *err);
+
+#endif
