@@ -1,0 +1,18 @@
+#!/usr/bin/env bats
+# Unit tests of pure library functions, beside the end-to-end suites.
+load helpers
+
+@test "unit: exit codes rank in the contract's order 2, 77, 78, 69, 66, 65, 1, 0" {
+	run "$CERTCTL_UNIT/test_exitcode"
+	expect_status 0
+}
+
+@test "unit: deploy plans get per-type default commands, file contents, modes and config errors" {
+	run "$CERTCTL_UNIT/test_deployplan"
+	expect_status 0
+}
+
+@test "unit: sealed keys open only under the same key file and certificate" {
+	run "$CERTCTL_UNIT/test_sealed" "$BATS_TEST_TMPDIR"
+	expect_status 0
+}
