@@ -1,0 +1,655 @@
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "atomic.h"
+#include "exitcode.h"
+#include "runcmd.h"
+#include "signals.h"
+
+/* A destination larger than this cannot hold our bytes: it simply differs. */
+#define COMPARE_MAX_BYTES (4L * 1024 * 1024)
+
+/* Everything atomic_apply() knows about one destination while it works. */
+struct file_state {
+	char dir[PATH_MAX];
+	char base[NAME_MAX + 1];
+	char temp[PATH_MAX];      /* "" when no temp file exists */
+	char backup[PATH_MAX];    /* "" when no backup was taken */
+	int lock_fd;
+	bool existed;
+	bool renamed;
+	uid_t uid;                /* (uid_t)-1: leave as created */
+	gid_t gid;
+	mode_t mode;
+};
+
+static unsigned long temp_counter;
+
+static int split_path(const char *path, struct file_state *state, struct error *err)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dir_length;
+
+	if (slash == NULL || slash[1] == '\0' || strlen(slash + 1) > NAME_MAX - 32)
+		return error_set(err, EXIT_CONFIG, "%s: not an absolute path to a file", path);
+	dir_length = slash == path ? 1 : (size_t)(slash - path);
+	if (dir_length >= sizeof(state->dir))
+		return error_set(err, EXIT_CONFIG, "%s: path too long", path);
+	memcpy(state->dir, path, dir_length);
+	state->dir[dir_length] = '\0';
+	snprintf(state->base, sizeof(state->base), "%s", slash + 1);
+	return 0;
+}
+
+static long long now_nanoseconds(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+/* ".<name>.certctl-tmp.<19-digit ns>.<pid>.<n>" in the destination's directory. */
+static void make_temp_name(const struct file_state *state, char *name, size_t size)
+{
+	snprintf(name, size, "%s/.%s" ATOMIC_TEMP_INFIX "%019lld.%ld.%lu",
+		 strcmp(state->dir, "/") == 0 ? "" : state->dir, state->base,
+		 now_nanoseconds(), (long)getpid(), ++temp_counter);
+}
+
+static int fsync_directory(const char *dir, struct error *err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return error_set(err, EXIT_CANT_CREATE, "%s: cannot open directory: %s", dir, strerror(errno));
+	if (fsync(fd) != 0 && errno != EINVAL) {
+		int saved = errno;
+		close(fd);
+		return error_set(err, EXIT_CANT_CREATE, "%s: fsync: %s", dir, strerror(saved));
+	}
+	close(fd);
+	return 0;
+}
+
+static int fsync_directories(struct file_state *states, size_t count, struct error *err)
+{
+	for (size_t i = 0; i < count; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i; j++)
+			seen = seen || strcmp(states[i].dir, states[j].dir) == 0;
+		if (!seen && fsync_directory(states[i].dir, err) != 0)
+			return err->code;
+	}
+	return 0;
+}
+
+/* Does path hold exactly bytes? A missing or unreadable file differs. */
+static bool holds_bytes(const char *path, const unsigned char *bytes, size_t length, bool secret)
+{
+	unsigned char *current = NULL, want[SHA256_DIGEST_LENGTH], have[SHA256_DIGEST_LENGTH];
+	struct stat info;
+	size_t done = 0;
+	bool same = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode) || info.st_size != (off_t)length ||
+	    info.st_size > COMPARE_MAX_BYTES)
+		goto out;
+	current = malloc(length + 1);
+	if (current == NULL)
+		goto out;
+	while (done < length) {
+		ssize_t got = read(fd, current + done, length - done);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			goto out;
+		done += (size_t)got;
+	}
+	SHA256(bytes, length, want);
+	SHA256(current, length, have);
+	same = memcmp(want, have, sizeof(want)) == 0;
+out:
+	if (current != NULL) {
+		if (secret)
+			OPENSSL_cleanse(current, length);
+		free(current);
+	}
+	close(fd);
+	return same;
+}
+
+int atomic_compare(const struct deploy_plan *plan, bool differs[DEPLOY_MAX_FILES], struct error *err)
+{
+	for (size_t i = 0; i < plan->file_count; i++) {
+		const struct deploy_file *file = &plan->files[i];
+		differs[i] = !holds_bytes(file->path, file->bytes, file->length, file->secret);
+		if (differs[i] && access(file->path, F_OK) == 0 && access(file->path, R_OK) != 0)
+			return error_set(err, EXIT_CANT_CREATE, "%s: cannot read: %s", file->path, strerror(errno));
+	}
+	return 0;
+}
+
+/* Removes ".<name>.certctl-tmp.*" a killed run left; we hold the destination's lock. */
+static void remove_leftover_temps(const struct file_state *state)
+{
+	char prefix[NAME_MAX + 32], path[PATH_MAX];
+	struct dirent *entry;
+	DIR *dir = opendir(state->dir);
+
+	if (dir == NULL)
+		return;
+	snprintf(prefix, sizeof(prefix), ".%s" ATOMIC_TEMP_INFIX, state->base);
+	while ((entry = readdir(dir)) != NULL)
+		if (strncmp(entry->d_name, prefix, strlen(prefix)) == 0) {
+			snprintf(path, sizeof(path), "%s/%s", state->dir, entry->d_name);
+			unlink(path);
+		}
+	closedir(dir);
+}
+
+static int name_compare(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Keeps the newest keep "<name>.certctl-bak.<ns>" files; the names sort by time. */
+static void prune_backups(const struct file_state *state, int keep)
+{
+	char prefix[NAME_MAX + 32], path[PATH_MAX];
+	char **names = NULL;
+	size_t count = 0, capacity = 0;
+	struct dirent *entry;
+	DIR *dir = opendir(state->dir);
+
+	if (dir == NULL)
+		return;
+	snprintf(prefix, sizeof(prefix), "%s" ATOMIC_BACKUP_INFIX, state->base);
+	while ((entry = readdir(dir)) != NULL) {
+		if (strncmp(entry->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		if (count == capacity) {
+			char **grown = realloc(names, (capacity ? capacity * 2 : 8) * sizeof(*names));
+			if (grown == NULL)
+				break;
+			names = grown;
+			capacity = capacity ? capacity * 2 : 8;
+		}
+		if ((names[count] = strdup(entry->d_name)) != NULL)
+			count++;
+	}
+	closedir(dir);
+	if (count > 0)
+		qsort(names, count, sizeof(*names), name_compare);
+	for (size_t i = 0; i < count; i++) {
+		if (i + (size_t)keep < count) {
+			snprintf(path, sizeof(path), "%s/%s", state->dir, names[i]);
+			unlink(path);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+static int lock_destination(const struct deploy_file *file, struct file_state *state, struct error *err)
+{
+	char lock_path[PATH_MAX];
+
+	snprintf(lock_path, sizeof(lock_path), "%s/.%s" ATOMIC_LOCK_SUFFIX,
+		 strcmp(state->dir, "/") == 0 ? "" : state->dir, state->base);
+	state->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (state->lock_fd < 0)
+		return error_set(err, EXIT_CANT_CREATE, "%s: cannot open lock %s: %s", file->path, lock_path,
+				 strerror(errno));
+	while (flock(state->lock_fd, LOCK_EX) != 0) {
+		if (errno == EINTR && signals_stop_requested())
+			return error_set(err, EXIT_TEMPORARY, "%s: interrupted while waiting for the lock; nothing changed",
+					 file->path);
+		if (errno != EINTR)
+			return error_set(err, EXIT_CANT_CREATE, "%s: flock %s: %s", file->path, lock_path,
+					 strerror(errno));
+	}
+	return 0;
+}
+
+/* A user or group name, or a number. */
+static int lookup_owner(const struct deploy_file *file, uid_t *uid, gid_t *gid, struct error *err)
+{
+	char *end;
+
+	if (file->owner != NULL) {
+		unsigned long number = strtoul(file->owner, &end, 10);
+		struct passwd *user;
+		if (*end == '\0')
+			*uid = (uid_t)number;
+		else if ((user = getpwnam(file->owner)) != NULL)
+			*uid = user->pw_uid;
+		else
+			return error_set(err, EXIT_CONFIG, "%s: owner '%s': no such user", file->path, file->owner);
+	}
+	if (file->group != NULL) {
+		unsigned long number = strtoul(file->group, &end, 10);
+		struct group *group;
+		if (*end == '\0')
+			*gid = (gid_t)number;
+		else if ((group = getgrnam(file->group)) != NULL)
+			*gid = group->gr_gid;
+		else
+			return error_set(err, EXIT_CONFIG, "%s: group '%s': no such group", file->path, file->group);
+	}
+	return 0;
+}
+
+/* Existing owner, group and mode are kept; explicit ones from the plan win. */
+static int resolve_ownership(const struct deploy_file *file, struct file_state *state, struct error *err)
+{
+	struct stat info;
+
+	state->uid = (uid_t)-1;
+	state->gid = (gid_t)-1;
+	state->mode = (mode_t)file->default_mode;
+	if (stat(file->path, &info) == 0) {
+		if (!S_ISREG(info.st_mode))
+			return error_set(err, EXIT_CANT_CREATE, "%s: exists and is not a regular file", file->path);
+		state->existed = true;
+		state->uid = info.st_uid;
+		state->gid = info.st_gid;
+		state->mode = info.st_mode & 07777;
+	} else if (errno != ENOENT) {
+		return error_set(err, EXIT_CANT_CREATE, "%s: %s", file->path, strerror(errno));
+	}
+	if (file->mode >= 0)
+		state->mode = (mode_t)file->mode;
+	return lookup_owner(file, &state->uid, &state->gid, err);
+}
+
+static int write_all(int fd, const unsigned char *bytes, size_t length)
+{
+	while (length > 0) {
+		ssize_t wrote = write(fd, bytes, length);
+		if (wrote < 0 && errno == EINTR)
+			continue;
+		if (wrote <= 0)
+			return -1;
+		bytes += wrote;
+		length -= (size_t)wrote;
+	}
+	return 0;
+}
+
+/*
+ * Creates temp (0600 before any byte lands) holding bytes with owner, group
+ * and mode, fsynced. On failure removes it and returns -1 with errno set.
+ */
+static int write_temp(const char *temp, const unsigned char *bytes, size_t length,
+		      uid_t uid, gid_t gid, mode_t mode, const char **step)
+{
+	int fd, saved;
+
+	*step = "create";
+	fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -1;
+	*step = "write";
+	if (write_all(fd, bytes, length) != 0)
+		goto fail;
+	/* chown before chmod: chown clears set-id bits. */
+	*step = "chown";
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) != 0)
+		goto fail;
+	*step = "chmod";
+	if (fchmod(fd, mode) != 0)
+		goto fail;
+	*step = "fsync";
+	if (fsync(fd) != 0)
+		goto fail;
+	*step = "close";
+	if (close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	return 0;
+fail:
+	saved = errno;
+	if (fd >= 0)
+		close(fd);
+	unlink(temp);
+	errno = saved;
+	return -1;
+}
+
+/* A copy of source at destination with source's owner and mode (when link(2) is refused). */
+static int copy_file(const char *source, const char *destination)
+{
+	unsigned char *bytes = NULL;
+	struct stat info;
+	const char *step;
+	size_t done = 0;
+	int fd = open(source, O_RDONLY | O_CLOEXEC), result = -1, saved;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &info) != 0 || (bytes = malloc((size_t)info.st_size + 1)) == NULL)
+		goto out;
+	while (done < (size_t)info.st_size) {
+		ssize_t got = read(fd, bytes + done, (size_t)info.st_size - done);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			goto out;
+		done += (size_t)got;
+	}
+	result = write_temp(destination, bytes, done, info.st_uid, info.st_gid, info.st_mode & 07777, &step);
+out:
+	saved = errno;
+	if (bytes != NULL) {
+		OPENSSL_cleanse(bytes, done);
+		free(bytes);
+	}
+	close(fd);
+	errno = saved;
+	return result;
+}
+
+/* A hard link is instant and keeps bytes, owner and mode exactly; copy when refused. */
+static int snapshot(const char *source, const char *destination)
+{
+	if (link(source, destination) == 0)
+		return 0;
+	if (errno == EEXIST || errno == ENOENT)
+		return -1;
+	return copy_file(source, destination);
+}
+
+static void remove_temps(struct file_state *states, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		if (states[i].temp[0] != '\0') {
+			unlink(states[i].temp);
+			states[i].temp[0] = '\0';
+		}
+}
+
+/*
+ * Puts file i back as it was before the deploy: the backup is linked to a
+ * temp name and renamed over the destination; a file that did not exist is
+ * removed. Appends why to reasons on failure.
+ */
+static enum backup_status restore_one(const struct deploy_file *file, struct file_state *state,
+				      char *reasons, size_t reasons_size)
+{
+	size_t used = strlen(reasons);
+	char temp[PATH_MAX];
+
+	if (!state->existed) {
+		if (unlink(file->path) == 0 || errno == ENOENT)
+			return BACKUP_REMOVED;
+		snprintf(reasons + used, reasons_size - used, "%s%s: remove: %s", used ? "; " : "",
+			 file->path, strerror(errno));
+		return BACKUP_REMOVE_FAILED;
+	}
+	if (state->backup[0] == '\0') {
+		snprintf(reasons + used, reasons_size - used, "%s%s: no backup (backup_retention -1)",
+			 used ? "; " : "", file->path);
+		return BACKUP_RESTORE_FAILED;
+	}
+	make_temp_name(state, temp, sizeof(temp));
+	if (snapshot(state->backup, temp) != 0) {
+		snprintf(reasons + used, reasons_size - used, "%s%s: cannot read backup %s: %s",
+			 used ? "; " : "", file->path, state->backup, strerror(errno));
+		return BACKUP_RESTORE_FAILED;
+	}
+	if (rename(temp, file->path) != 0) {
+		snprintf(reasons + used, reasons_size - used, "%s%s: rename: %s", used ? "; " : "",
+			 file->path, strerror(errno));
+		unlink(temp);
+		return BACKUP_RESTORE_FAILED;
+	}
+	return BACKUP_RESTORED;
+}
+
+/* Restores files [0, count); true when every one is back. */
+static bool restore_files(const struct deploy_plan *plan, struct file_state *states, size_t count,
+			  struct deploy_result *result, char *reasons, size_t reasons_size)
+{
+	bool all = true;
+	struct error ignored;
+
+	for (size_t i = 0; i < count; i++) {
+		if (!states[i].renamed)
+			continue;
+		result->backup[i] = restore_one(&plan->files[i], &states[i], reasons, reasons_size);
+		all = all && (result->backup[i] == BACKUP_RESTORED || result->backup[i] == BACKUP_REMOVED);
+	}
+	fsync_directories(states, plan->file_count, &ignored);
+	return all;
+}
+
+static const char *role_env_name(enum deploy_file_role role)
+{
+	switch (role) {
+	case DEPLOY_FILE_CERT: return ATOMIC_ENV_NEW_CERT;
+	case DEPLOY_FILE_KEY: return ATOMIC_ENV_NEW_KEY;
+	case DEPLOY_FILE_CHAIN: return ATOMIC_ENV_NEW_CHAIN;
+	case DEPLOY_FILE_COMBINED: return ATOMIC_ENV_NEW_COMBINED;
+	}
+	return ATOMIC_ENV_NEW_CERT;
+}
+
+static int run_validate(const struct deploy_plan *plan, struct file_state *states, struct error *err)
+{
+	char assignments[DEPLOY_MAX_FILES][PATH_MAX + 40];
+	const char *list[DEPLOY_MAX_FILES + 1];
+	struct command_env env = { list };
+
+	for (size_t i = 0; i < plan->file_count; i++) {
+		snprintf(assignments[i], sizeof(assignments[i]), "%s=%s",
+			 role_env_name(plan->files[i].role), states[i].temp);
+		list[i] = assignments[i];
+	}
+	list[plan->file_count] = NULL;
+	return run_command(plan->validate_argv, &env, err);
+}
+
+static int finish(struct deploy_result *result, enum deploy_outcome outcome, int code,
+		  struct error *err, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int finish(struct deploy_result *result, enum deploy_outcome outcome, int code,
+		  struct error *err, const char *fmt, ...)
+{
+	va_list args;
+
+	result->outcome = outcome;
+	result->exit_code = code;
+	result->error[0] = '\0';
+	if (fmt != NULL) {
+		va_start(args, fmt);
+		vsnprintf(result->error, sizeof(result->error), fmt, args);
+		va_end(args);
+		error_set(err, code, "%s", result->error);
+	}
+	return code;
+}
+
+/* The reload failed and the files are new: restore, reload again, and say how it ended. */
+static int roll_back(const struct deploy_plan *plan, struct file_state *states,
+		     struct deploy_result *result, const char *reload_error, struct error *err)
+{
+	char reasons[ERROR_MESSAGE_MAX] = "";
+	struct error again = { 0, "" };
+
+	if (!restore_files(plan, states, plan->file_count, result, reasons, sizeof(reasons))) {
+		result->manual_action_required = true;
+		return finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
+			      "reload command failed (%s) and restoring the previous files failed (%s): manual action required",
+			      reload_error, reasons);
+	}
+	if (run_command(plan->reload_argv, NULL, &again) != 0) {
+		result->daemon_state_unknown = true;
+		return finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+			      "reload command failed; rolled back to pre-deploy state, but the reload after the rollback failed too (%s); first failure: %s",
+			      again.message, reload_error);
+	}
+	return finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+		      "reload command failed; rolled back to pre-deploy state: %s", reload_error);
+}
+
+int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, struct error *err)
+{
+	struct file_state states[DEPLOY_MAX_FILES];
+	size_t order[DEPLOY_MAX_FILES], count = plan->file_count, renamed = 0;
+	struct error step = { 0, "" };
+	long long stamp;
+	bool all_same = true;
+	int code = 0;
+
+	deploy_result_init(result);
+	memset(states, 0, sizeof(states));
+	for (size_t i = 0; i < DEPLOY_MAX_FILES; i++)
+		states[i].lock_fd = -1;
+	if (count == 0)
+		return finish(result, DEPLOY_OUTCOME_FAILED, EXIT_CONFIG, err, "%s: the plan has no files",
+			      plan->target_id);
+	for (size_t i = 0; i < count; i++) {
+		if ((code = split_path(plan->files[i].path, &states[i], &step)) != 0)
+			goto failed_unchanged;
+		order[i] = i;
+	}
+	/* Lock in path order, so two deploys sharing files cannot deadlock. */
+	for (size_t i = 1; i < count; i++)
+		for (size_t j = i; j > 0 && strcmp(plan->files[order[j - 1]].path, plan->files[order[j]].path) > 0; j--) {
+			size_t swap = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = swap;
+		}
+	for (size_t i = 0; i < count; i++)
+		if ((code = lock_destination(&plan->files[order[i]], &states[order[i]], &step)) != 0)
+			goto failed_unchanged;
+	for (size_t i = 0; i < count; i++) {
+		remove_leftover_temps(&states[i]);
+		all_same = all_same && holds_bytes(plan->files[i].path, plan->files[i].bytes,
+						   plan->files[i].length, plan->files[i].secret);
+	}
+	if (all_same) {
+		finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
+		goto out;
+	}
+	for (size_t i = 0; i < count; i++)
+		if ((code = resolve_ownership(&plan->files[i], &states[i], &step)) != 0)
+			goto failed_unchanged;
+	if (signals_stop_requested()) {
+		code = error_set(&step, EXIT_TEMPORARY, "interrupted before writing; nothing changed");
+		goto failed_unchanged;
+	}
+
+	for (size_t i = 0; i < count; i++) {
+		const struct deploy_file *file = &plan->files[i];
+		const char *what;
+		make_temp_name(&states[i], states[i].temp, sizeof(states[i].temp));
+		if (write_temp(states[i].temp, file->bytes, file->length, states[i].uid, states[i].gid,
+			       states[i].mode, &what) != 0) {
+			code = error_set(&step, EXIT_CANT_CREATE, "%s: temp file %s: %s: %s; nothing changed",
+					 file->path, states[i].temp, what, strerror(errno));
+			states[i].temp[0] = '\0';
+			goto failed_unchanged;
+		}
+	}
+	if ((code = fsync_directories(states, count, &step)) != 0)
+		goto failed_unchanged;
+
+	if (run_validate(plan, states, &step) != 0) {
+		code = error_prefix(&step, "validate command failed; nothing changed");
+		goto failed_unchanged;
+	}
+	if (signals_stop_requested()) {
+		code = error_set(&step, EXIT_TEMPORARY, "interrupted before installing; nothing changed");
+		goto failed_unchanged;
+	}
+
+	stamp = now_nanoseconds();
+	for (size_t i = 0; i < count && plan->backup_retention != BACKUPS_DISABLED; i++) {
+		if (!states[i].existed)
+			continue;
+		for (int tries = 0; tries < 1000; tries++) {
+			snprintf(states[i].backup, sizeof(states[i].backup), "%s" ATOMIC_BACKUP_INFIX "%019lld",
+				 plan->files[i].path, stamp + tries);
+			if (snapshot(plan->files[i].path, states[i].backup) == 0 || errno != EEXIST)
+				break;
+		}
+		if (access(states[i].backup, F_OK) != 0) {
+			code = error_set(&step, EXIT_CANT_CREATE, "%s: cannot back up to %s: %s; nothing changed",
+					 plan->files[i].path, states[i].backup, strerror(errno));
+			states[i].backup[0] = '\0';
+			for (size_t j = 0; j < i; j++)
+				if (states[j].backup[0] != '\0')
+					unlink(states[j].backup);
+			goto failed_unchanged;
+		}
+	}
+
+	for (renamed = 0; renamed < count; renamed++) {
+		if (rename(states[renamed].temp, plan->files[renamed].path) != 0) {
+			char reasons[ERROR_MESSAGE_MAX] = "";
+			int saved = errno;
+			remove_temps(states, count);
+			if (!restore_files(plan, states, renamed, result, reasons, sizeof(reasons))) {
+				result->manual_action_required = true;
+				code = finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
+					      "cannot install %s (%s) and restoring the files already installed failed (%s): manual action required",
+					      plan->files[renamed].path, strerror(saved), reasons);
+				goto out;
+			}
+			code = finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+				      "cannot install %s: %s; rolled back to pre-deploy state",
+				      plan->files[renamed].path, strerror(saved));
+			goto out_prune;
+		}
+		states[renamed].renamed = true;
+		states[renamed].temp[0] = '\0';
+		result->backup[renamed] = states[renamed].backup[0] != '\0' ? BACKUP_SNAPSHOTTED
+					  : states[renamed].existed ? BACKUP_NOT_APPLICABLE
+					  : BACKUP_NO_PRE_EXISTING;
+	}
+	fsync_directories(states, count, &step);
+
+	if (run_command(plan->reload_argv, NULL, &step) != 0) {
+		code = roll_back(plan, states, result, step.message, err);
+		if (code == EXIT_MANUAL_ACTION)
+			goto out;
+		goto out_prune;
+	}
+	code = finish(result, DEPLOY_OUTCOME_COMPLETED, 0, err, NULL);
+out_prune:
+	for (size_t i = 0; i < count && plan->backup_retention != BACKUPS_DISABLED; i++)
+		prune_backups(&states[i], plan->backup_retention);
+	goto out;
+
+failed_unchanged:
+	remove_temps(states, count);
+	for (size_t i = 0; i < count; i++)
+		result->backup[i] = BACKUP_NOT_APPLICABLE;
+	code = finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
+out:
+	for (size_t i = 0; i < count; i++)
+		if (states[i].lock_fd >= 0)
+			close(states[i].lock_fd);
+	return code;
+}

@@ -1,0 +1,46 @@
+/*
+ * The atomic install primitive for local file targets (CONTRACT "The atomic
+ * primitive"): lock, skip identical bytes, temp + fsync, validate, back up,
+ * rename, reload, and restore + reload again when the reload fails.
+ */
+#ifndef CERTCTL_ATOMIC_H
+#define CERTCTL_ATOMIC_H
+
+#include <stdbool.h>
+
+#include "deployplan.h"
+#include "error.h"
+
+#define ATOMIC_TEMP_INFIX ".certctl-tmp."
+#define ATOMIC_BACKUP_INFIX ".certctl-bak."
+/* Lock file beside each destination: ".<name>.certctl-lock", kept for good. */
+#define ATOMIC_LOCK_SUFFIX ".certctl-lock"
+
+/*
+ * Environment a validate command sees: the temp file holding each new file,
+ * so it can check the new bytes before they replace the old.
+ */
+#define ATOMIC_ENV_NEW_CERT "CERTCTL_NEW_CERT_PATH"
+#define ATOMIC_ENV_NEW_KEY "CERTCTL_NEW_KEY_PATH"
+#define ATOMIC_ENV_NEW_CHAIN "CERTCTL_NEW_CHAIN_PATH"
+#define ATOMIC_ENV_NEW_COMBINED "CERTCTL_NEW_COMBINED_PATH"
+
+/*
+ * Applies plan to the local filesystem and fills result (outcome, backup
+ * status per file, daemon_state_unknown, manual_action_required, error).
+ * Returns result->exit_code: 0 (Completed or Skipped); EXIT_FAILED (nothing
+ * changed, or rolled back); EXIT_MANUAL_ACTION (restore failed); EXIT_CONFIG
+ * (unknown owner/group); EXIT_CANT_CREATE (a temp file could not be written;
+ * nothing changed); EXIT_TEMPORARY (SIGINT/SIGTERM before anything changed).
+ * err carries the same message as result->error.
+ */
+int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, struct error *err);
+
+/*
+ * For --dry-run: sets differs[i] for each file of plan whose destination is
+ * missing or holds other bytes. Writes nothing, takes no lock. Returns 0 or
+ * EXIT_CANT_CREATE when a destination exists but cannot be read.
+ */
+int atomic_compare(const struct deploy_plan *plan, bool differs[DEPLOY_MAX_FILES], struct error *err);
+
+#endif

@@ -1,0 +1,176 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exitcode.h"
+#include "runcmd.h"
+
+/* How much of a failing command's stderr makes it into the one-line error. */
+#define STDERR_SUMMARY_BYTES 400
+
+int command_timeout_seconds(void)
+{
+	const char *text = getenv(COMMAND_TIMEOUT_ENV);
+	char *end;
+	long seconds;
+
+	if (text == NULL || text[0] == '\0')
+		return DEFAULT_COMMAND_TIMEOUT_SECONDS;
+	seconds = strtol(text, &end, 10);
+	if (*end != '\0' || seconds < 1 || seconds > 86400)
+		return DEFAULT_COMMAND_TIMEOUT_SECONDS;
+	return (int)seconds;
+}
+
+static long long now_milliseconds(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Control characters and runs of blanks become one space: a one-line summary. */
+static void one_line(char *text)
+{
+	char *out = text;
+	bool blank = true;
+
+	for (const char *in = text; *in; in++) {
+		unsigned char c = (unsigned char)*in;
+		if (c < 0x20 || c == 0x7f || c == ' ') {
+			if (!blank)
+				*out++ = ' ';
+			blank = true;
+			continue;
+		}
+		*out++ = (char)c;
+		blank = false;
+	}
+	while (out > text && out[-1] == ' ')
+		out--;
+	*out = '\0';
+}
+
+static void exec_child(char *const argv[], const struct command_env *env, int stderr_fd)
+{
+	struct sigaction action;
+	sigset_t none;
+	int null_fd = open("/dev/null", O_RDWR);
+
+	setpgid(0, 0);
+	memset(&action, 0, sizeof(action));
+	action.sa_handler = SIG_DFL;
+	sigaction(SIGPIPE, &action, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(null_fd, STDOUT_FILENO) < 0 ||
+	    dup2(stderr_fd, STDERR_FILENO) < 0)
+		_exit(127);
+	for (size_t i = 0; env != NULL && env->assignments != NULL && env->assignments[i] != NULL; i++)
+		putenv((char *)env->assignments[i]);
+	execvp(argv[0], argv);
+	dprintf(STDERR_FILENO, "cannot execute: %s", strerror(errno));
+	_exit(127);
+}
+
+int run_command(char *const argv[], const struct command_env *env, struct error *err)
+{
+	char summary[STDERR_SUMMARY_BYTES + 1], drain[512];
+	size_t kept = 0;
+	long long deadline = now_milliseconds() + (long long)command_timeout_seconds() * 1000;
+	bool timed_out = false, stderr_closed = false;
+	int pipe_fds[2], status = 0;
+	pid_t pid, waited;
+
+	if (argv == NULL || argv[0] == NULL)
+		return 0;
+	if (pipe2(pipe_fds, O_CLOEXEC) != 0)
+		return error_set(err, EXIT_FAILED, "%s: cannot run: pipe: %s", argv[0], strerror(errno));
+	pid = fork();
+	if (pid < 0) {
+		close(pipe_fds[0]);
+		close(pipe_fds[1]);
+		return error_set(err, EXIT_FAILED, "%s: cannot run: fork: %s", argv[0], strerror(errno));
+	}
+	if (pid == 0)
+		exec_child(argv, env, pipe_fds[1]);
+	setpgid(pid, pid);
+	close(pipe_fds[1]);
+
+	/*
+	 * Collect stderr and watch for the exit together: a reload that leaves a
+	 * daemon holding our pipe must not make us wait for the daemon.
+	 */
+	for (long sleep_ns = 50000;;) {
+		long long left = deadline - now_milliseconds();
+
+		waited = waitpid(pid, &status, WNOHANG);
+		if (waited == pid)
+			break;
+		if (waited < 0 && errno != EINTR) {
+			close(pipe_fds[0]);
+			return error_set(err, EXIT_FAILED, "%s: cannot wait: %s", argv[0], strerror(errno));
+		}
+		if (left <= 0) {
+			timed_out = true;
+			kill(-pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			break;
+		}
+		if (!stderr_closed) {
+			struct pollfd poll_fd = { .fd = pipe_fds[0], .events = POLLIN };
+			int ready = poll(&poll_fd, 1, left > 50 ? 50 : (int)left);
+			ssize_t got;
+
+			if (ready <= 0)
+				continue;
+			got = read(pipe_fds[0], drain, sizeof(drain));
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0) {
+				stderr_closed = true;
+				continue;
+			}
+			for (ssize_t i = 0; i < got && kept < STDERR_SUMMARY_BYTES; i++)
+				summary[kept++] = drain[i];
+			continue;
+		}
+		nanosleep(&(struct timespec){ 0, sleep_ns }, NULL);
+		if (sleep_ns < 20000000)
+			sleep_ns *= 2;
+	}
+	/* Whatever is still buffered, without blocking on a straggler holding the pipe. */
+	fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
+	while (!stderr_closed) {
+		ssize_t got = read(pipe_fds[0], drain, sizeof(drain));
+		if (got <= 0)
+			break;
+		for (ssize_t i = 0; i < got && kept < STDERR_SUMMARY_BYTES; i++)
+			summary[kept++] = drain[i];
+	}
+	close(pipe_fds[0]);
+	summary[kept] = '\0';
+	one_line(summary);
+
+	if (timed_out) {
+		return error_set(err, EXIT_FAILED, "%s timed out after %d s and was killed%s%s", argv[0],
+				 command_timeout_seconds(), summary[0] ? ": " : "", summary);
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFSIGNALED(status))
+		return error_set(err, EXIT_FAILED, "%s killed by signal %d%s%s", argv[0], WTERMSIG(status),
+				 summary[0] ? ": " : "", summary);
+	return error_set(err, EXIT_FAILED, "%s exited %d%s%s", argv[0], WEXITSTATUS(status),
+			 summary[0] ? ": " : "", summary);
+}
