@@ -36,19 +36,55 @@ start_silent_listener() {
 	wait_for_port "$SILENT_PORT"
 }
 
-# openssl s_server: serves other.test's leaf when the client's SNI is $1, shop's otherwise.
-start_sni_server() {
+# openssl s_server on $SNI_PORT: start_openssl_server HOST CERT KEY [s_server options...]
+start_openssl_server() {
+	local host=$1 cert=$2 key=$3
+	shift 3
 	SNI_PORT=$(free_port)
-	openssl s_server -quiet -www -accept "${2:-127.0.0.1}:$SNI_PORT" \
-		-cert "$PKI/shop-full.pem" -key "$PKI/shop.key" \
-		-servername "$1" -cert2 "$PKI/other-full.pem" -key2 "$PKI/other.key" \
+	openssl s_server -quiet -www -accept "$host:$SNI_PORT" -cert "$cert" -key "$key" \
+		-cert_chain "$PKI/chain.pem" "$@" \
 		</dev/null >/dev/null 2>&1 3>&- &
 	HELPER_PID=$!
-	if [ "${2:-}" = "[::1]" ]; then
+	if [ "$host" = "[::1]" ]; then
 		for _ in $(seq 1 100); do nc -z ::1 "$SNI_PORT" 2>/dev/null && return 0; sleep 0.05; done
 		echo "nothing listens on [::1]:$SNI_PORT"; return 1
 	fi
 	wait_for_port "$SNI_PORT"
+}
+
+# Serves other.test's leaf when the client's SNI is $1, shop's otherwise.
+start_sni_server() {
+	start_openssl_server "${2:-127.0.0.1}" "$PKI/shop-full.pem" "$PKI/shop.key" \
+		-servername "$1" -cert2 "$PKI/other-full.pem" -key2 "$PKI/other.key"
+}
+
+# A leaf from the test intermediate that expired on 2020-03-01 12:00 UTC.
+make_expired_leaf() {
+	local dir=$BATS_TEST_TMPDIR/ca
+	mkdir -p "$dir"
+	: > "$dir/index.txt"
+	echo 1000 > "$dir/serial"
+	cat > "$dir/ca.cnf" <<CNF
+[ ca ]
+default_ca = test
+[ test ]
+database = $dir/index.txt
+new_certs_dir = $dir
+serial = $dir/serial
+default_md = sha256
+policy = any
+[ any ]
+commonName = supplied
+[ leaf ]
+subjectAltName = DNS:old.test,IP:127.0.0.1
+basicConstraints = CA:FALSE
+extendedKeyUsage = serverAuth
+CNF
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$dir/old.key" -subj /CN=old.test -out "$dir/old.csr" 2>/dev/null
+	openssl ca -batch -config "$dir/ca.cnf" -cert "$PKI/chain.pem" -keyfile "$PKI/intermediate.key" \
+		-in "$dir/old.csr" -out "$dir/old.pem" -notext -extensions leaf \
+		-startdate 20200101000000Z -enddate 20200301120000Z 2>/dev/null
 }
 
 now_ms() {
@@ -90,6 +126,35 @@ insert_certificate() {
 	days=$(jq -r .days_left <<<"$output")
 	[ "$days" -ge "$least" ] && [ "$days" -le "$most" ] ||
 		{ echo "days_left $days not in [$least, $most]"; return 1; }
+}
+
+@test "verify: an expired certificate is still read: negative days_left, verify_error says expired" {
+	make_expired_leaf
+	start_openssl_server 127.0.0.1 "$BATS_TEST_TMPDIR/ca/old.pem" "$BATS_TEST_TMPDIR/ca/old.key"
+	end=$(date -u -d 2020-03-01T12:00:00Z +%s)
+	# floor of a negative quotient: bash rounds toward zero, so subtract one day unless exact
+	most=$(( -((( $(date +%s) - end) + 86399) / 86400) ))
+	run --separate-stderr certctl-verify "127.0.0.1:$SNI_PORT" --ca-file "$PKI/root.pem" \
+		--expect-sha256 "$(fingerprint "$BATS_TEST_TMPDIR/ca/old.pem")"
+	least=$(( -((( $(date +%s) - end) + 86399) / 86400) ))
+	expect_status 0
+	expect_equal "2020-03-01T12:00:00Z|true|false|certificate has expired" \
+		"$(jq -r '"\(.not_after)|\(.matches)|\(.verified_chain)|\(.verify_error)"' <<<"$output")"
+	days=$(jq -r .days_left <<<"$output")
+	[ "$days" -ge "$least" ] && [ "$days" -le "$most" ] && [ "$days" -lt 0 ] ||
+		{ echo "days_left $days not in [$least, $most]"; return 1; }
+}
+
+@test "verify: without --ca-file the system default store is used (SSL_CERT_FILE points it at the test root)" {
+	SSL_CERT_FILE="$PKI/root.pem" run --separate-stderr certctl-verify "127.0.0.1:$NGINX_PORT"
+	expect_status 0
+	expect_equal true "$(jq -r .verified_chain <<<"$output")"
+}
+
+@test "verify: a closed standard output is exit 73" {
+	run --separate-stderr bash -c 'certctl-verify "$1" >/dev/full' _ "127.0.0.1:$NGINX_PORT"
+	expect_status 73
+	expect_one_line_error certctl-verify
 }
 
 @test "verify: with nothing expected, matches is null and the exit status is 0" {
@@ -261,6 +326,14 @@ insert_certificate() {
 	run --separate-stderr certctl-verify "127.0.0.1:$NGINX_PORT" --certificate mc-empty
 	expect_status 66
 	expect_contains "$stderr" "mc-empty: certificate has no version"
+}
+
+@test "verify: a stored fingerprint that is not SHA-256 hex is bad data: exit 65" {
+	fresh_database
+	insert_certificate mc-bad "v1:not-a-fingerprint:0 seconds"
+	run --separate-stderr certctl-verify "127.0.0.1:$NGINX_PORT" --certificate mc-bad
+	expect_status 65
+	expect_one_line_error certctl-verify
 }
 
 @test "verify: --certificate with an unreachable database is exit 69; --dsn wins over the environment" {
