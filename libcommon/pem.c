@@ -1,0 +1,425 @@
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "exitcode.h"
+#include "fileio.h"
+#include "pem.h"
+
+/* The first OpenSSL error as text, or a fallback; clears the queue. */
+static const char *openssl_reason(char *buffer, size_t size, const char *fallback)
+{
+	unsigned long code = ERR_peek_error();
+
+	if (code == 0)
+		snprintf(buffer, size, "%s", fallback);
+	else
+		ERR_error_string_n(code, buffer, size);
+	ERR_clear_error();
+	return buffer;
+}
+
+/* An encrypted key must fail, never prompt on a terminal. */
+static int refuse_passphrase(char *buffer, int size, int rwflag, void *userdata)
+{
+	(void)buffer;
+	(void)size;
+	(void)rwflag;
+	(void)userdata;
+	return -1;
+}
+
+/* The bytes a memory BIO holds, as a malloc'd NUL-terminated string. */
+static char *bio_to_string(BIO *bio)
+{
+	char *data, *copy;
+	long length = BIO_get_mem_data(bio, &data);
+
+	if (length < 0)
+		return NULL;
+	copy = malloc((size_t)length + 1);
+	if (copy == NULL)
+		return NULL;
+	memcpy(copy, data, (size_t)length);
+	copy[length] = '\0';
+	return copy;
+}
+
+static int read_certificates(const char *text, size_t length, const char *label,
+			     STACK_OF(X509) *certs, struct error *err)
+{
+	char reason[256];
+	BIO *bio = BIO_new_mem_buf(text, (int)length);
+	unsigned long last;
+	int count = 0, code = 0;
+	X509 *cert;
+
+	if (bio == NULL || length > PEM_MAX_FILE_BYTES) {
+		code = error_set(err, EXIT_DATA, "%s: cannot read", label);
+		goto out;
+	}
+	ERR_clear_error();
+	while ((cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		int duplicate = 0;
+
+		/* A fullchain plus its chain file names the intermediates twice. */
+		for (int i = 0; i < sk_X509_num(certs) && !duplicate; i++)
+			duplicate = X509_cmp(sk_X509_value(certs, i), cert) == 0;
+		if (duplicate || !sk_X509_push(certs, cert))
+			X509_free(cert);
+		count++;
+	}
+	last = ERR_peek_last_error();
+	if (last != 0 && !(ERR_GET_LIB(last) == ERR_LIB_PEM &&
+			   ERR_GET_REASON(last) == PEM_R_NO_START_LINE)) {
+		code = error_set(err, EXIT_DATA, "%s: not a valid PEM certificate: %s", label,
+				 openssl_reason(reason, sizeof(reason), "parse error"));
+		goto out;
+	}
+	ERR_clear_error();
+	if (count == 0)
+		code = error_set(err, EXIT_DATA, "%s: no PEM certificate found", label);
+out:
+	BIO_free(bio);
+	return code;
+}
+
+static int format_time(const ASN1_TIME *time, char out[PEM_TIME_SIZE])
+{
+	struct tm tm;
+
+	if (!ASN1_TIME_to_tm(time, &tm))
+		return 0;
+	return strftime(out, PEM_TIME_SIZE, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0;
+}
+
+static char *certificate_to_pem(X509 *cert)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *text = NULL;
+
+	if (bio != NULL && PEM_write_bio_X509(bio, cert))
+		text = bio_to_string(bio);
+	BIO_free(bio);
+	return text;
+}
+
+static char *chain_to_pem(STACK_OF(X509) *certs)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *text = NULL;
+	int i;
+
+	if (bio == NULL)
+		return NULL;
+	for (i = 1; i < sk_X509_num(certs); i++)
+		if (!PEM_write_bio_X509(bio, sk_X509_value(certs, i)))
+			break;
+	if (i == sk_X509_num(certs))
+		text = bio_to_string(bio);
+	BIO_free(bio);
+	return text;
+}
+
+static char *subject_text(X509 *cert)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *text = NULL;
+
+	if (bio != NULL &&
+	    X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0,
+			       XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
+		text = bio_to_string(bio);
+	BIO_free(bio);
+	return text;
+}
+
+static char *common_name_of(X509 *cert)
+{
+	X509_NAME *name = X509_get_subject_name(cert);
+	int index = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	unsigned char *utf8 = NULL;
+	char *copy;
+
+	if (index < 0 ||
+	    ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, index))) < 0)
+		return NULL;
+	copy = strdup((char *)utf8);
+	OPENSSL_free(utf8);
+	return copy;
+}
+
+static char *serial_hex(X509 *cert)
+{
+	BIGNUM *number = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	char *hex = number ? BN_bn2hex(number) : NULL, *copy = NULL;
+
+	if (hex != NULL) {
+		for (char *p = hex; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		copy = strdup(hex);
+	}
+	OPENSSL_free(hex);
+	BN_free(number);
+	return copy;
+}
+
+static char *key_algorithm_of(EVP_PKEY *key)
+{
+	char text[64], group[64];
+	const char *nist;
+	size_t group_length;
+
+	if (EVP_PKEY_is_a(key, "RSA")) {
+		snprintf(text, sizeof(text), "RSA-%d", EVP_PKEY_get_bits(key));
+	} else if (EVP_PKEY_is_a(key, "EC") &&
+		   EVP_PKEY_get_group_name(key, group, sizeof(group), &group_length)) {
+		nist = EC_curve_nid2nist(OBJ_txt2nid(group));
+		snprintf(text, sizeof(text), "EC-%s", nist ? nist : group);
+	} else {
+		snprintf(text, sizeof(text), "%s", EVP_PKEY_get0_type_name(key));
+	}
+	return strdup(text);
+}
+
+/* The key re-encoded as PKCS#8 PEM in secure memory, then copied once to the heap. */
+static int key_to_pem(EVP_PKEY *key, struct pem_bundle *bundle)
+{
+	BIO *bio = BIO_new(BIO_s_secmem());
+	char *data;
+	long length;
+	int ok = 0;
+
+	if (bio == NULL || !PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL))
+		goto out;
+	length = BIO_get_mem_data(bio, &data);
+	if (length <= 0 || (bundle->key_pem = malloc((size_t)length + 1)) == NULL)
+		goto out;
+	memcpy(bundle->key_pem, data, (size_t)length);
+	bundle->key_pem[length] = '\0';
+	bundle->key_length = (size_t)length;
+	ok = 1;
+out:
+	BIO_free(bio);
+	return ok;
+}
+
+static int check_chain_order(STACK_OF(X509) *certs, struct error *err)
+{
+	for (int i = 0; i + 1 < sk_X509_num(certs); i++) {
+		X509 *subject = sk_X509_value(certs, i), *issuer = sk_X509_value(certs, i + 1);
+
+		if (X509_check_issued(issuer, subject) != X509_V_OK ||
+		    X509_verify(subject, X509_get0_pubkey(issuer)) != 1) {
+			char *name = subject_text(subject), *issuer_name = subject_text(issuer);
+
+			error_set(err, EXIT_DATA,
+				  "chain: certificate %d (%s) is not issued by certificate %d (%s): "
+				  "wrong order or incomplete chain",
+				  i + 1, name ? name : "?", i + 2, issuer_name ? issuer_name : "?");
+			free(name);
+			free(issuer_name);
+			ERR_clear_error();
+			return EXIT_DATA;
+		}
+	}
+	return 0;
+}
+
+static int check_not_expired(STACK_OF(X509) *certs, struct error *err)
+{
+	for (int i = 0; i < sk_X509_num(certs); i++) {
+		X509 *cert = sk_X509_value(certs, i);
+		char when[PEM_TIME_SIZE] = "?";
+
+		if (X509_cmp_current_time(X509_get0_notAfter(cert)) > 0)
+			continue;
+		format_time(X509_get0_notAfter(cert), when);
+		return error_set(err, EXIT_DATA, "%s expired at %s",
+				 i == 0 ? "certificate" : "chain certificate", when);
+	}
+	return 0;
+}
+
+static int fill_leaf_facts(X509 *leaf, struct pem_bundle *bundle, struct error *err)
+{
+	unsigned char *der = NULL;
+	int der_length = i2d_X509(leaf, &der);
+
+	if (der_length <= 0)
+		return error_set(err, EXIT_DATA, "certificate: cannot encode as DER");
+	sha256_hex(der, (size_t)der_length, bundle->fingerprint_sha256);
+	OPENSSL_free(der);
+	bundle->serial_number = serial_hex(leaf);
+	bundle->subject = subject_text(leaf);
+	bundle->common_name = common_name_of(leaf);
+	if (bundle->serial_number == NULL || bundle->subject == NULL ||
+	    !format_time(X509_get0_notBefore(leaf), bundle->not_before) ||
+	    !format_time(X509_get0_notAfter(leaf), bundle->not_after))
+		return error_set(err, EXIT_DATA, "certificate: unreadable serial, subject or validity");
+	return 0;
+}
+
+int pem_bundle_check(const char *cert_text, size_t cert_length, const char *cert_label,
+		     const char *chain_text, size_t chain_length, const char *chain_label,
+		     const unsigned char *key_text, size_t key_length, const char *key_label,
+		     struct pem_bundle *bundle, struct error *err)
+{
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	BIO *key_bio = NULL;
+	EVP_PKEY *key = NULL;
+	char reason[256];
+	X509 *leaf;
+	int code;
+
+	memset(bundle, 0, sizeof(*bundle));
+	if (certs == NULL) {
+		code = error_set(err, EXIT_INTERNAL, "out of memory");
+		goto out;
+	}
+	if ((code = read_certificates(cert_text, cert_length, cert_label, certs, err)) != 0)
+		goto out;
+	if (chain_text != NULL &&
+	    (code = read_certificates(chain_text, chain_length, chain_label, certs, err)) != 0)
+		goto out;
+	leaf = sk_X509_value(certs, 0);
+
+	ERR_clear_error();
+	key_bio = BIO_new_mem_buf(key_text, (int)key_length);
+	if (key_bio == NULL || key_length > PEM_MAX_FILE_BYTES ||
+	    (key = PEM_read_bio_PrivateKey(key_bio, NULL, refuse_passphrase, NULL)) == NULL) {
+		code = error_set(err, EXIT_DATA, "%s: not an unencrypted PEM private key: %s",
+				 key_label, openssl_reason(reason, sizeof(reason), "parse error"));
+		goto out;
+	}
+	if (X509_check_private_key(leaf, key) != 1) {
+		ERR_clear_error();
+		code = error_set(err, EXIT_DATA, "%s: the private key does not match the certificate in %s",
+				 key_label, cert_label);
+		goto out;
+	}
+	if ((code = check_chain_order(certs, err)) != 0 || (code = check_not_expired(certs, err)) != 0)
+		goto out;
+	if ((code = fill_leaf_facts(leaf, bundle, err)) != 0)
+		goto out;
+	bundle->cert_pem = certificate_to_pem(leaf);
+	bundle->chain_pem = chain_to_pem(certs);
+	bundle->key_algorithm = key_algorithm_of(key);
+	if (bundle->cert_pem == NULL || bundle->chain_pem == NULL || bundle->key_algorithm == NULL ||
+	    !key_to_pem(key, bundle)) {
+		code = error_set(err, EXIT_INTERNAL, "cannot re-encode the bundle: out of memory");
+		goto out;
+	}
+out:
+	if (code != 0)
+		pem_bundle_free(bundle);
+	EVP_PKEY_free(key);
+	BIO_free(key_bio);
+	sk_X509_pop_free(certs, X509_free);
+	ERR_clear_error();
+	return code;
+}
+
+void pem_bundle_free(struct pem_bundle *bundle)
+{
+	if (bundle->key_pem != NULL)
+		OPENSSL_cleanse(bundle->key_pem, bundle->key_length);
+	free(bundle->key_pem);
+	free(bundle->cert_pem);
+	free(bundle->chain_pem);
+	free(bundle->serial_number);
+	free(bundle->subject);
+	free(bundle->common_name);
+	free(bundle->key_algorithm);
+	memset(bundle, 0, sizeof(*bundle));
+}
+
+unsigned char *pem_read_secret_file(const char *path, size_t *length, struct error *err)
+{
+	unsigned char *buffer = NULL;
+	struct stat info;
+	size_t used = 0;
+	ssize_t got;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		error_set(err, EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+		error_set(err, EXIT_NOT_FOUND, "%s: not a readable regular file", path);
+		goto fail;
+	}
+	if (info.st_size > PEM_MAX_FILE_BYTES) {
+		error_set(err, EXIT_DATA, "%s: larger than %d bytes", path, PEM_MAX_FILE_BYTES);
+		goto fail;
+	}
+	/* Sized once from fstat: growing would leave copies of the key behind. */
+	buffer = malloc((size_t)info.st_size + 1);
+	if (buffer == NULL) {
+		error_set(err, EXIT_INTERNAL, "%s: out of memory", path);
+		goto fail;
+	}
+	while (used < (size_t)info.st_size &&
+	       (got = read(fd, buffer + used, (size_t)info.st_size - used)) != 0) {
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			error_set(err, EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
+			OPENSSL_cleanse(buffer, used);
+			free(buffer);
+			buffer = NULL;
+			goto fail;
+		}
+		used += (size_t)got;
+	}
+	buffer[used] = '\0';
+	*length = used;
+fail:
+	close(fd);
+	return buffer;
+}
+
+int pem_bundle_load(const char *cert_path, const char *chain_path, const char *key_path,
+		    struct pem_bundle *bundle, struct error *err)
+{
+	char *cert_text = NULL, *chain_text = NULL;
+	unsigned char *key_text = NULL;
+	size_t cert_length = 0, chain_length = 0, key_length = 0;
+	int code = 0;
+
+	memset(bundle, 0, sizeof(*bundle));
+	if ((cert_text = file_read_all(cert_path, PEM_MAX_FILE_BYTES, &cert_length, err)) == NULL ||
+	    (chain_path != NULL &&
+	     (chain_text = file_read_all(chain_path, PEM_MAX_FILE_BYTES, &chain_length, err)) == NULL) ||
+	    (key_text = pem_read_secret_file(key_path, &key_length, err)) == NULL) {
+		code = err->code;
+		goto out;
+	}
+	code = pem_bundle_check(cert_text, cert_length, cert_path, chain_text, chain_length,
+				chain_path, key_text, key_length, key_path, bundle, err);
+out:
+	if (key_text != NULL)
+		OPENSSL_cleanse(key_text, key_length);
+	free(key_text);
+	free(chain_text);
+	free(cert_text);
+	return code;
+}
