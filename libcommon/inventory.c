@@ -1,0 +1,250 @@
+#include <string.h>
+
+#include "db.h"
+#include "exitcode.h"
+#include "inventory.h"
+#include "jsonl.h"
+#include "log.h"
+#include "signals.h"
+
+/*
+ * An absent optional field keeps the stored value on update; retired_at is
+ * never written here, so an import never silently un-retires anything.
+ * xmax = 0 on the returned row means the row was inserted, not updated.
+ */
+static const char upsert_agent_sql[] =
+	"INSERT INTO agents (id, name) VALUES ($1, $2)"
+	" ON CONFLICT (id) DO UPDATE SET name = COALESCE($2, agents.name), updated_at = now()"
+	" RETURNING (xmax = 0)";
+
+/* FOR SHARE: a concurrent retire of the agent waits for this line's commit. */
+static const char agent_state_sql[] =
+	"SELECT retired_at IS NOT NULL FROM agents WHERE id = $1 FOR SHARE";
+
+static const char upsert_target_sql[] =
+	"INSERT INTO deployment_targets (id, name, type, agent_id, config)"
+	" VALUES ($1, $2, $3, $4, COALESCE($5::jsonb, '{}'::jsonb))"
+	" ON CONFLICT (id) DO UPDATE SET name = COALESCE($2, deployment_targets.name),"
+	" type = EXCLUDED.type, agent_id = EXCLUDED.agent_id,"
+	" config = COALESCE($5::jsonb, deployment_targets.config), updated_at = now()"
+	" RETURNING (xmax = 0)";
+
+static const char upsert_certificate_sql[] =
+	"INSERT INTO managed_certificates (id, name, common_name) VALUES ($1, $2, $3)"
+	" ON CONFLICT (id) DO UPDATE SET name = COALESCE($2, managed_certificates.name),"
+	" common_name = COALESCE($3, managed_certificates.common_name), updated_at = now()"
+	" RETURNING (xmax = 0)";
+
+/* One row per listed target: is it unknown, is it retired. */
+static const char listed_targets_sql[] =
+	"SELECT l.target_id, t.id IS NULL, t.retired_at IS NOT NULL"
+	" FROM jsonb_array_elements_text($1::jsonb) AS l(target_id)"
+	" LEFT JOIN deployment_targets t ON t.id = l.target_id";
+
+static const char drop_unlisted_mappings_sql[] =
+	"DELETE FROM certificate_targets WHERE certificate_id = $1"
+	" AND target_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb))";
+
+static const char add_listed_mappings_sql[] =
+	"INSERT INTO certificate_targets (certificate_id, target_id)"
+	" SELECT $1, jsonb_array_elements_text($2::jsonb) ON CONFLICT DO NOTHING";
+
+/* An optional string field: absent or null is fine (*value NULL), another type is not. */
+static int optional_string(json_object *line, const char *key, const char **value,
+			   struct error *err)
+{
+	json_object *field;
+
+	*value = NULL;
+	if (!json_object_object_get_ex(line, key, &field) || field == NULL)
+		return 0;
+	if (!json_object_is_type(field, json_type_string))
+		return error_set(err, EXIT_DATA, "\"%s\" must be a string", key);
+	*value = json_object_get_string(field);
+	return 0;
+}
+
+static int required_string(json_object *line, const char *key, const char **value,
+			   struct error *err)
+{
+	if (optional_string(line, key, value, err) != 0)
+		return err->code;
+	if (*value == NULL || (*value)[0] == '\0')
+		return error_set(err, EXIT_DATA, "missing \"%s\"", key);
+	return 0;
+}
+
+/* Runs an upsert whose one row says whether it inserted. */
+static int upsert(PGconn *conn, const char *sql, int count, const char *const *params,
+		  int *inserted, struct error *err)
+{
+	PGresult *result = db_query(conn, sql, count, params, err);
+
+	if (result == NULL)
+		return err->code;
+	*inserted = PQgetvalue(result, 0, 0)[0] == 't';
+	PQclear(result);
+	return 0;
+}
+
+static int store_agent(PGconn *conn, json_object *line, const char *id, int *inserted,
+		       struct error *err)
+{
+	const char *params[2] = { id, NULL };
+
+	if (optional_string(line, "name", &params[1], err) != 0)
+		return err->code;
+	return upsert(conn, upsert_agent_sql, 2, params, inserted, err);
+}
+
+static int store_target(PGconn *conn, json_object *line, const char *id, int *inserted,
+			struct error *err)
+{
+	const char *params[5] = { id, NULL, NULL, NULL, NULL };
+	json_object *config;
+	PGresult *result;
+	int retired;
+
+	if (optional_string(line, "name", &params[1], err) != 0 ||
+	    required_string(line, "type", &params[2], err) != 0 ||
+	    required_string(line, "agent_id", &params[3], err) != 0)
+		return err->code;
+	if (json_object_object_get_ex(line, "config", &config) && config != NULL) {
+		if (!json_object_is_type(config, json_type_object))
+			return error_set(err, EXIT_DATA, "\"config\" must be a JSON object");
+		params[4] = json_object_to_json_string_ext(config, JSON_C_TO_STRING_PLAIN);
+	}
+	if ((result = db_query(conn, agent_state_sql, 1, &params[3], err)) == NULL)
+		return err->code;
+	retired = PQntuples(result) == 1 ? PQgetvalue(result, 0, 0)[0] == 't' : -1;
+	PQclear(result);
+	if (retired < 0)
+		return error_set(err, EXIT_NOT_FOUND, "agent %s: no such agent", params[3]);
+	if (retired)
+		return error_set(err, EXIT_DATA, "agent %s is retired; a target cannot be assigned to it",
+				 params[3]);
+	return upsert(conn, upsert_target_sql, 5, params, inserted, err);
+}
+
+/* Every listed target must exist and be active before the mappings are replaced. */
+static int check_listed_targets(PGconn *conn, const char *targets_json, struct error *err)
+{
+	PGresult *result = db_query(conn, listed_targets_sql, 1, &targets_json, err);
+	int code = 0;
+
+	if (result == NULL)
+		return err->code;
+	for (int row = 0; row < PQntuples(result) && code == 0; row++) {
+		if (PQgetvalue(result, row, 1)[0] == 't')
+			code = error_set(err, EXIT_NOT_FOUND, "target %s: no such target",
+					 PQgetvalue(result, row, 0));
+		else if (PQgetvalue(result, row, 2)[0] == 't')
+			code = error_set(err, EXIT_DATA, "target %s is retired; it cannot be mapped",
+					 PQgetvalue(result, row, 0));
+	}
+	PQclear(result);
+	return code;
+}
+
+static int store_certificate(PGconn *conn, json_object *line, const char *id, int *inserted,
+			     struct error *err)
+{
+	const char *params[3] = { id, NULL, NULL };
+	const char *targets_json = NULL;
+	json_object *targets;
+	int code;
+
+	if (optional_string(line, "name", &params[1], err) != 0 ||
+	    optional_string(line, "common_name", &params[2], err) != 0)
+		return err->code;
+	if (json_object_object_get_ex(line, "targets", &targets) && targets != NULL) {
+		if (!json_object_is_type(targets, json_type_array))
+			return error_set(err, EXIT_DATA, "\"targets\" must be an array of target ids");
+		for (size_t i = 0; i < json_object_array_length(targets); i++)
+			if (!json_object_is_type(json_object_array_get_idx(targets, i), json_type_string))
+				return error_set(err, EXIT_DATA, "\"targets\" must be an array of target ids");
+		targets_json = json_object_to_json_string_ext(targets, JSON_C_TO_STRING_PLAIN);
+		if ((code = check_listed_targets(conn, targets_json, err)) != 0)
+			return code;
+	}
+	if ((code = upsert(conn, upsert_certificate_sql, 3, params, inserted, err)) != 0)
+		return code;
+	if (targets_json != NULL) {
+		const char *mapping_params[2] = { id, targets_json };
+
+		if ((code = db_command(conn, drop_unlisted_mappings_sql, 2, mapping_params, err)) != 0 ||
+		    (code = db_command(conn, add_listed_mappings_sql, 2, mapping_params, err)) != 0)
+			return code;
+	}
+	return 0;
+}
+
+/* One line, one transaction; on any error nothing of the line stays. */
+static int import_line(PGconn *conn, json_object *line, FILE *output, struct error *err)
+{
+	const char *kind, *id;
+	json_object *report;
+	int inserted = 0, code;
+
+	if (required_string(line, "kind", &kind, err) != 0 || required_string(line, "id", &id, err) != 0)
+		return err->code;
+	if (strcmp(kind, "agent") != 0 && strcmp(kind, "target") != 0 &&
+	    strcmp(kind, "certificate") != 0)
+		return error_set(err, EXIT_DATA, "unknown kind \"%s\" (agent, target or certificate)", kind);
+	if ((code = db_begin(conn, err)) != 0)
+		return code;
+	if (strcmp(kind, "agent") == 0)
+		code = store_agent(conn, line, id, &inserted, err);
+	else if (strcmp(kind, "target") == 0)
+		code = store_target(conn, line, id, &inserted, err);
+	else
+		code = store_certificate(conn, line, id, &inserted, err);
+	if (code == 0)
+		code = db_commit(conn, err);
+	else
+		db_rollback(conn);
+	if (code != 0)
+		return error_prefix(err, "%s %s", kind, id);
+	report = json_object_new_object();
+	json_object_object_add(report, "kind", json_object_new_string(kind));
+	json_object_object_add(report, "id", json_object_new_string(id));
+	json_object_object_add(report, "action", json_object_new_string(inserted ? "inserted" : "updated"));
+	code = jsonl_write(output, report, err);
+	json_object_put(report);
+	return code;
+}
+
+int inventory_import(PGconn *conn, FILE *input, FILE *output, struct error *err)
+{
+	struct jsonl_reader reader;
+	json_object *line;
+	int status = 0, read, code, refused = 0;
+
+	jsonl_reader_init(&reader, input);
+	while (!signals_stop_requested() && (read = jsonl_read(&reader, &line, err)) != 0) {
+		if (read < 0) {
+			log_error("%s", err->message);
+			status = exit_code_most_serious(status, err->code);
+			refused++;
+			continue;
+		}
+		code = import_line(conn, line, output, err);
+		json_object_put(line);
+		if (code == EXIT_CANT_CREATE || code == EXIT_UNAVAILABLE) {
+			status = code;
+			break;
+		}
+		if (code != 0) {
+			error_prefix(err, "line %ld", reader.line_number);
+			log_error("%s", err->message);
+			status = exit_code_most_serious(status, code);
+			refused++;
+		}
+	}
+	jsonl_reader_free(&reader);
+	if (signals_stop_requested())
+		return error_set(err, EXIT_TEMPORARY, "stopped by signal %d", signals_received());
+	if (status != 0)
+		error_set(err, status, "%d line%s not stored", refused, refused == 1 ? "" : "s");
+	return status;
+}

@@ -1,0 +1,20 @@
+/* Inventory import: agents, targets and certificates upserted by id. */
+#ifndef CERTCTL_INVENTORY_H
+#define CERTCTL_INVENTORY_H
+
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+#include "error.h"
+
+/*
+ * Reads inventory JSON lines from input and upserts each in its own
+ * transaction, printing {"kind","id","action"} per object stored. A bad line
+ * is reported on stderr as "line N: why", changes nothing and the rest goes
+ * on. Returns the most serious code met (0 when every line was stored);
+ * err holds the last line's error. A stop signal ends the run with EXIT_TEMPORARY.
+ */
+int inventory_import(PGconn *conn, FILE *input, FILE *output, struct error *err);
+
+#endif

@@ -1,0 +1,292 @@
+#!/usr/bin/env bats
+# certctl-import: inventory upserts and certificate versions checked with OpenSSL.
+load helpers
+load lib/pki
+
+setup() {
+	fresh_database
+	PKI="$BATS_TEST_TMPDIR/pki"
+	make_pki "$PKI"
+	make_leaf "$PKI" shop shop.example
+	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
+	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
+	chmod 600 "$CERTCTL_KEY_FILE"
+	sql "INSERT INTO managed_certificates (id) VALUES ('mc-shop')"
+}
+
+versions() {
+	sql "SELECT count(*) FROM certificate_versions"
+}
+
+# The base64 body of a PEM file on one line: what a leaked key would look like.
+pem_body() {
+	grep -v -- '-----' "$1" | tr -d '\n'
+}
+
+# A leaf that expired in 2020, signed by the test intermediate with `openssl ca`,
+# which (unlike `openssl x509 -days`) takes explicit start and end dates.
+make_expired_leaf() {
+	local dir=$1 name=$2 cn=$3 ca="$1/ca"
+	mkdir -p "$ca"
+	: > "$ca/index.txt"
+	echo 1000 > "$ca/serial"
+	cat > "$ca/ca.cnf" <<-CONF
+	[ ca ]
+	default_ca = test_ca
+	[ test_ca ]
+	database = $ca/index.txt
+	serial = $ca/serial
+	new_certs_dir = $ca
+	default_md = sha256
+	policy = any_name
+	unique_subject = no
+	[ any_name ]
+	commonName = supplied
+	CONF
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$dir/$name.key" -subj "/CN=$cn" -out "$dir/$name.csr" 2>/dev/null
+	openssl ca -batch -config "$ca/ca.cnf" -cert "$dir/chain.pem" -keyfile "$dir/intermediate.key" \
+		-startdate 20200101000000Z -enddate 20200201000000Z -notext \
+		-in "$dir/$name.csr" -out "$dir/$name.pem" 2>/dev/null
+}
+
+# --- certificate versions -------------------------------------------------
+
+@test "import version: stores the leaf's facts and prints the version line" {
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" \
+		--chain "$PKI/chain.pem" --key "$PKI/shop.key"
+	expect_status 0
+	expect_equal "" "$stderr" "stderr"
+	expect_equal 1 "$(printf '%s\n' "$output" | wc -l)" "output lines"
+	expect_equal "mc-shop" "$(jq -r .certificate_id <<<"$output")"
+	expect_equal "$(fingerprint "$PKI/shop.pem")" "$(jq -r .fingerprint_sha256 <<<"$output")" "fingerprint"
+	jq -e '.not_after | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")' <<<"$output"
+	version=$(jq -r .version_id <<<"$output")
+	expect_equal "$version" "$(sql "SELECT id FROM certificate_versions WHERE certificate_id = 'mc-shop'")"
+	expect_equal "$(fingerprint "$PKI/shop.pem")" "$(sql "SELECT fingerprint_sha256 FROM certificate_versions")"
+	serial=$(openssl x509 -in "$PKI/shop.pem" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f' | sed 's/^0*//')
+	expect_equal "$serial" "$(sql "SELECT serial_number FROM certificate_versions")" "serial"
+	expect_equal "CN=shop.example" "$(sql "SELECT subject FROM certificate_versions")" "subject"
+	end=$(date -u -d "$(openssl x509 -in "$PKI/shop.pem" -noout -enddate | cut -d= -f2)" +%Y-%m-%dT%H:%M:%SZ)
+	expect_equal "$end" "$(jq -r .not_after <<<"$output")" "not_after"
+	expect_equal "$end" "$(sql "SELECT certctl_rfc3339(not_after) FROM certificate_versions")"
+	start=$(date -u -d "$(openssl x509 -in "$PKI/shop.pem" -noout -startdate | cut -d= -f2)" +%Y-%m-%dT%H:%M:%SZ)
+	expect_equal "$start" "$(sql "SELECT certctl_rfc3339(not_before) FROM certificate_versions")"
+	expect_equal "EC-P-256" "$(sql "SELECT key_algorithm FROM certificate_versions")"
+	expect_equal "shop.example" "$(sql "SELECT common_name FROM managed_certificates WHERE id = 'mc-shop'")"
+	expect_equal "$(openssl x509 -in "$PKI/shop.pem")" "$(sql "SELECT cert_pem FROM certificate_versions")" "cert_pem"
+	expect_equal "$(openssl x509 -in "$PKI/chain.pem")" "$(sql "SELECT chain_pem FROM certificate_versions")" "chain_pem"
+}
+
+@test "import version: the private key is stored sealed, never as plaintext" {
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key"
+	expect_status 0
+	expect_equal 0 "$(sql "SELECT position(convert_to('PRIVATE KEY', 'UTF8') IN key_sealed) FROM certificate_versions")"
+	body=$(pem_body "$PKI/shop.key")
+	sealed=$(sql "SELECT encode(key_sealed, 'base64') FROM certificate_versions" | tr -d '\n')
+	[ "$sealed" != "$body" ]
+	expect_equal 0 "$(sql "SELECT position(decode('$body', 'base64') IN key_sealed) FROM certificate_versions")"
+	# version byte 1, then a 12-byte nonce, the ciphertext and a 16-byte tag
+	expect_equal 1 "$(sql "SELECT get_byte(key_sealed, 0) FROM certificate_versions")"
+	expect_equal t "$(sql "SELECT length(key_sealed) > 1 + 12 + 16 + 100 FROM certificate_versions")"
+	expect_equal 0 "$(sql "SELECT count(*) FROM certificate_versions WHERE cert_pem LIKE '%PRIVATE%' OR chain_pem LIKE '%PRIVATE%'")"
+}
+
+@test "import version: the key never reaches stdout, stderr or the audit trail" {
+	body=$(pem_body "$PKI/shop.key")
+	run --separate-stderr certctl-import -v --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key"
+	expect_status 0
+	[[ "$output$stderr" != *"$body"* ]]
+	[[ "$output$stderr" != *"PRIVATE KEY"* ]]
+	make_leaf "$PKI" other other.example
+	run --separate-stderr certctl-import -v --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/other.key"
+	expect_status 65
+	other=$(pem_body "$PKI/other.key")
+	[[ "$output$stderr" != *"$other"* ]]
+	[[ "$output$stderr" != *"PRIVATE KEY"* ]]
+	audit=$(sql "SELECT details::text FROM audit_events")
+	[[ "$audit" != *"PRIVATE"* ]]
+	expect_equal '["fingerprint_sha256", "not_after", "version_id"]' \
+		"$(sql "SELECT jsonb_agg(k ORDER BY k) FROM audit_events, jsonb_object_keys(details) k WHERE action = 'certificate_version_imported'")"
+}
+
+@test "import version: audit event certificate_version_imported names the version" {
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key"
+	expect_status 0
+	version=$(jq -r .version_id <<<"$output")
+	expect_equal "certificate|mc-shop|$version|$(fingerprint "$PKI/shop.pem")" \
+		"$(sql "SELECT resource_type || '|' || resource_id || '|' || (details->>'version_id') || '|' || (details->>'fingerprint_sha256') FROM audit_events WHERE action = 'certificate_version_imported'")"
+}
+
+@test "import version: a fullchain cert file is split into leaf and chain" {
+	cat "$PKI/shop.pem" "$PKI/chain.pem" > "$BATS_TEST_TMPDIR/fullchain.pem"
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$BATS_TEST_TMPDIR/fullchain.pem" --key "$PKI/shop.key"
+	expect_status 0
+	expect_equal "$(fingerprint "$PKI/shop.pem")" "$(jq -r .fingerprint_sha256 <<<"$output")"
+	expect_equal "$(openssl x509 -in "$PKI/shop.pem")" "$(sql "SELECT cert_pem FROM certificate_versions")" "cert_pem"
+	expect_equal "$(openssl x509 -in "$PKI/chain.pem")" "$(sql "SELECT chain_pem FROM certificate_versions")" "chain_pem"
+}
+
+@test "import version: a fullchain plus the same chain file stores each intermediate once" {
+	cat "$PKI/shop.pem" "$PKI/chain.pem" > "$BATS_TEST_TMPDIR/fullchain.pem"
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$BATS_TEST_TMPDIR/fullchain.pem" \
+		--chain "$PKI/chain.pem" --key "$PKI/shop.key"
+	expect_status 0
+	expect_equal 1 "$(sql "SELECT (length(chain_pem) - length(replace(chain_pem, 'BEGIN CERTIFICATE', ''))) / length('BEGIN CERTIFICATE') FROM certificate_versions")"
+}
+
+@test "import version: the key of another certificate is refused with 65 and nothing is stored" {
+	make_leaf "$PKI" other other.example
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/other.key"
+	expect_status 65
+	expect_one_line_error certctl-import
+	expect_contains "$stderr" "does not match"
+	expect_equal "" "$output" "stdout"
+	expect_equal 0 "$(versions)" "versions"
+	expect_equal 0 "$(sql "SELECT count(*) FROM audit_events")" "audit events"
+	expect_equal "" "$(sql "SELECT common_name FROM managed_certificates")" "common_name"
+}
+
+@test "import version: a chain in the wrong order is refused with 65" {
+	cat "$PKI/root.pem" "$PKI/chain.pem" > "$BATS_TEST_TMPDIR/reversed.pem"
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" \
+		--chain "$BATS_TEST_TMPDIR/reversed.pem" --key "$PKI/shop.key"
+	expect_status 65
+	expect_one_line_error certctl-import
+	expect_contains "$stderr" "not issued by"
+	expect_equal 0 "$(versions)" "versions"
+}
+
+@test "import version: a chain that does not issue the leaf is refused with 65" {
+	make_pki "$BATS_TEST_TMPDIR/other-pki"
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" \
+		--chain "$BATS_TEST_TMPDIR/other-pki/chain.pem" --key "$PKI/shop.key"
+	expect_status 65
+	expect_contains "$stderr" "not issued by"
+	expect_equal 0 "$(versions)" "versions"
+}
+
+@test "import version: an expired certificate is refused with 65" {
+	make_expired_leaf "$PKI" old old.example
+	openssl x509 -in "$PKI/old.pem" -noout -checkend 0 && { echo "test certificate is not expired"; return 1; }
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/old.pem" --chain "$PKI/chain.pem" --key "$PKI/old.key"
+	expect_status 65
+	expect_one_line_error certctl-import
+	expect_contains "$stderr" "expired at 2020-02-01T00:00:00Z"
+	expect_equal 0 "$(versions)" "versions"
+}
+
+@test "import version: a file that is not PEM is refused with 65" {
+	echo "not a certificate" > "$BATS_TEST_TMPDIR/junk.pem"
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$BATS_TEST_TMPDIR/junk.pem" --key "$PKI/shop.key"
+	expect_status 65
+	expect_one_line_error certctl-import
+	expect_contains "$stderr" "junk.pem"
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$BATS_TEST_TMPDIR/junk.pem"
+	expect_status 65
+	expect_one_line_error certctl-import
+	expect_equal 0 "$(versions)" "versions"
+}
+
+@test "import version: without CERTCTL_KEY_FILE it exits 78 and stores nothing" {
+	unset CERTCTL_KEY_FILE
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key"
+	expect_status 78
+	expect_one_line_error certctl-import
+	expect_contains "$stderr" "CERTCTL_KEY_FILE"
+	expect_equal 0 "$(versions)" "versions"
+}
+
+@test "import version: an unknown certificate id exits 66 and stores nothing" {
+	run --separate-stderr certctl-import --certificate mc-nope --cert "$PKI/shop.pem" --key "$PKI/shop.key"
+	expect_status 66
+	expect_one_line_error certctl-import
+	expect_contains "$stderr" "mc-nope"
+	expect_equal 0 "$(versions)" "versions"
+}
+
+@test "import version: a certbot lineage directory is read as cert, chain and privkey" {
+	lineage="$BATS_TEST_TMPDIR/live/shop.example"
+	mkdir -p "$lineage"
+	cp "$PKI/shop.pem" "$lineage/cert.pem"
+	cp "$PKI/chain.pem" "$lineage/chain.pem"
+	cat "$PKI/shop.pem" "$PKI/chain.pem" > "$lineage/fullchain.pem"
+	cp "$PKI/shop.key" "$lineage/privkey.pem"
+	run --separate-stderr certctl-import --certificate mc-shop --certbot-lineage "$lineage"
+	expect_status 0
+	expect_equal "$(fingerprint "$PKI/shop.pem")" "$(jq -r .fingerprint_sha256 <<<"$output")"
+	expect_equal "$(openssl x509 -in "$PKI/chain.pem")" "$(sql "SELECT chain_pem FROM certificate_versions")" "chain_pem"
+}
+
+@test "import version: importing the same leaf again is idempotent" {
+	certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key" > "$BATS_TEST_TMPDIR/first"
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key"
+	expect_status 0
+	expect_equal "$(jq -r .version_id "$BATS_TEST_TMPDIR/first")" "$(jq -r .version_id <<<"$output")" "version id"
+	expect_equal true "$(jq -r .already_imported <<<"$output")"
+	expect_equal 1 "$(versions)" "versions"
+	expect_equal 1 "$(sql "SELECT count(*) FROM audit_events WHERE action = 'certificate_version_imported'")"
+}
+
+@test "import version: a renewed leaf becomes a second, current version" {
+	certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key" >/dev/null
+	make_leaf "$PKI" renewed shop.example 25
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/renewed.pem" --key "$PKI/renewed.key"
+	expect_status 0
+	expect_equal 2 "$(versions)" "versions"
+	expect_equal "$(fingerprint "$PKI/renewed.pem")" \
+		"$(sql "SELECT fingerprint_sha256 FROM certificate_versions WHERE certificate_id = 'mc-shop' ORDER BY created_at DESC, id DESC LIMIT 1")"
+}
+
+@test "import version: --enqueue creates the deployment jobs in the same run" {
+	sql "INSERT INTO agents (id) VALUES ('agent-web01');
+	     INSERT INTO deployment_targets (id, type, agent_id) VALUES ('target-web01-nginx', 'nginx', 'agent-web01');
+	     INSERT INTO certificate_targets VALUES ('mc-shop', 'target-web01-nginx')"
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key" --enqueue
+	expect_status 0
+	expect_equal 2 "$(printf '%s\n' "$output" | wc -l)" "output lines"
+	expect_equal "$(fingerprint "$PKI/shop.pem")" "$(head -n 1 <<<"$output" | jq -r .fingerprint_sha256)"
+	job=$(tail -n 1 <<<"$output")
+	expect_equal "Deployment Pending mc-shop target-web01-nginx agent-web01" \
+		"$(jq -r '"\(.type) \(.status) \(.certificate_id) \(.target_id) \(.agent_id)"' <<<"$job")"
+	expect_equal "$(jq -r .id <<<"$job")" "$(sql "SELECT id FROM jobs WHERE status = 'Pending' AND type = 'Deployment'")"
+}
+
+@test "import version: --enqueue with no active target keeps the version and warns" {
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key" --enqueue
+	expect_status 0
+	expect_equal 1 "$(printf '%s\n' "$output" | wc -l)" "output lines"
+	expect_contains "$stderr" "no active target"
+	expect_equal 1 "$(versions)" "versions"
+	expect_equal 0 "$(sql "SELECT count(*) FROM jobs")" "jobs"
+}
+
+@test "import version: usage errors exit 64 before any database work" {
+	run --separate-stderr certctl-import --cert "$PKI/shop.pem" --key "$PKI/shop.key"
+	expect_status 64
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem"
+	expect_status 64
+	run --separate-stderr certctl-import --certificate mc-shop --certbot-lineage /tmp --key "$PKI/shop.key"
+	expect_status 64
+	run --separate-stderr certctl-import --dsn "host=/nonexistent" --certificate mc-shop --cert "$PKI/shop.pem" --bogus
+	expect_status 64
+	expect_one_line_error certctl-import
+}
+
+@test "import: an unreachable database exits 69" {
+	run --separate-stderr certctl-import --dsn "host=/nonexistent dbname=x" --certificate mc-shop \
+		--cert "$PKI/shop.pem" --key "$PKI/shop.key"
+	expect_status 69
+	expect_one_line_error certctl-import
+	run --separate-stderr certctl-import --dsn "host=/nonexistent dbname=x" < /dev/null
+	expect_status 69
+}
+
+@test "import: --help and --version" {
+	run --separate-stderr certctl-import --help
+	expect_status 0
+	expect_contains "$output" "--certbot-lineage"
+	run --separate-stderr certctl-import --version
+	expect_status 0
+	expect_equal "certctl-import 0.1.0" "$output"
+}
