@@ -79,6 +79,39 @@ now_ms() {
 		AND now() + interval '70 seconds' FROM jobs WHERE id = 'job-2'")" "60 s lease"
 }
 
+@test "claim: the oldest scheduled_at is claimed first" {
+	add_job job-new Renewal Pending
+	add_job job-old Renewal Pending
+	sql "UPDATE jobs SET scheduled_at = now() - interval '1 hour' WHERE id = 'job-old'"
+	run --separate-stderr certctl-claim
+	expect_status 0
+	expect_equal "job-old" "$(claimed_ids)"
+}
+
+@test "claim: -v reports the count on stderr; stdout holds only job lines" {
+	add_job job-1 Renewal Pending
+	run --separate-stderr certctl-claim -v
+	expect_status 0
+	expect_equal "job-1" "$(claimed_ids)"
+	expect_equal "certctl-claim: 1 job claimed" "$stderr"
+}
+
+@test "claim: a failed write to stdout exits 73 and the job stays leased for the reaper" {
+	add_job job-1 Renewal Pending
+	run --separate-stderr bash -c 'certctl-claim --worker w1 >/dev/full'
+	expect_status 73
+	expect_one_line_error certctl-claim
+	expect_equal "Running|w1" "$(sql "SELECT status, claimed_by FROM jobs")"
+}
+
+@test "claim: a closed stdout exits 73 before anything is claimed" {
+	add_job job-1 Renewal Pending
+	run --separate-stderr bash -c 'certctl-claim --worker w1 >&-'
+	expect_status 73
+	expect_one_line_error certctl-claim
+	expect_equal "Pending|0" "$(sql "SELECT status, attempts FROM jobs")"
+}
+
 @test "claim: --type takes only jobs of that type" {
 	add_job job-r Renewal Pending
 	add_job job-i Issuance Pending
@@ -143,6 +176,23 @@ now_ms() {
 	run --separate-stderr certctl-claim --agent agent-b --limit 10
 	expect_status 0
 	expect_equal "job-b-csr,job-b1" "$(claimed_ids)" "agent-b's jobs"
+}
+
+@test "claim: --limit counts the jobs claimed; AwaitingCSR jobs are listed up to the limit besides" {
+	add_agent agent-a
+	add_target target-a agent-a
+	add_certificate mc-a target-a
+	add_job job-a1 Deployment Pending agent-a target-a mc-a
+	add_job job-a2 Deployment Pending '' target-a mc-a
+	add_job job-csr1 Issuance AwaitingCSR '' '' mc-a
+	add_job job-csr2 Issuance AwaitingCSR agent-a '' mc-a
+	run --separate-stderr certctl-claim --agent agent-a --limit 1
+	expect_status 0
+	expect_equal "job-a1,job-csr1" "$(claimed_ids)"
+	run --separate-stderr certctl-claim --agent agent-a --limit 1
+	expect_equal "job-a2,job-csr1" "$(claimed_ids)"
+	run --separate-stderr certctl-claim --agent agent-a --limit 5 --type Issuance
+	expect_equal "job-csr1,job-csr2" "$(claimed_ids)"
 }
 
 @test "claim: a job with no agent, routed through the agent's target, goes to that agent and not to a central claim" {
@@ -375,17 +425,20 @@ now_ms() {
 	add_job job-routed Deployment Pending '' target-a mc-a
 	add_job job-target Deployment Pending agent-b target-b
 	add_job job-alive Deployment Pending agent-b
+	add_job job-leased Deployment Running agent-a
+	sql "UPDATE jobs SET attempts = 1, claimed_by = 'w1', lease_expires_at = now() - interval '1 second'
+		WHERE id = 'job-leased'"
 	sql "UPDATE agents SET retired_at = now() WHERE id = 'agent-a'"
 	sql "UPDATE deployment_targets SET retired_at = now() WHERE id = 'target-b'"
 	run --separate-stderr certctl-claim --reap
 	expect_status 0
-	expect_equal "job-assigned,job-routed,job-target" "$(claimed_ids)" "reaped ids"
+	expect_equal "job-assigned,job-leased,job-routed,job-target" "$(claimed_ids)" "reaped ids"
 	expect_equal "failed" "$(printf '%s\n' "$output" | jq -r .reaped | sort -u)"
-	expect_equal "3" "$(sql "SELECT count(*) FROM jobs WHERE status = 'Failed' AND last_error = 'assigned agent is retired'")"
+	expect_equal "4" "$(sql "SELECT count(*) FROM jobs WHERE status = 'Failed' AND last_error = 'assigned agent is retired'")"
 	expect_equal "Pending" "$(job_status job-alive)"
-	expect_equal "job-assigned,job-routed,job-target" "$(sql "SELECT string_agg(resource_id, ',' ORDER BY resource_id)
+	expect_equal "job-assigned,job-leased,job-routed,job-target" "$(sql "SELECT string_agg(resource_id, ',' ORDER BY resource_id)
 		FROM audit_events WHERE action = 'job_failed' AND actor_type = 'System'")" "audit events"
-	expect_equal "job-assigned,job-routed,job-target" "$(sql "SELECT string_agg(job_id, ',' ORDER BY job_id)
+	expect_equal "job-assigned,job-leased,job-routed,job-target" "$(sql "SELECT string_agg(job_id, ',' ORDER BY job_id)
 		FROM notification_events WHERE type = 'job_failed' AND message LIKE '%assigned agent is retired'")" "notifications"
 	expect_equal "mc-a" "$(sql "SELECT certificate_id FROM notification_events WHERE job_id = 'job-routed'")"
 }

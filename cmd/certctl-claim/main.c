@@ -1,4 +1,5 @@
 /* certctl-claim: take jobs off the queue for this worker, or reap expired leases. */
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,6 +38,21 @@ static bool is_job_type(const char *text)
 		if (strcmp(text, job_types[i]) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * A closed descriptor 0-2 would be reused by the database socket, and job
+ * lines would be written into the connection: refuse a closed stdout, and
+ * park /dev/null on closed stdin and stderr.
+ */
+static bool standard_streams_open(void)
+{
+	if (fcntl(STDOUT_FILENO, F_GETFD) == -1)
+		return false;
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd += STDERR_FILENO)
+		if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd)
+			return false;
+	return true;
 }
 
 /* A positive whole number no larger than max, for --limit and --lease. */
@@ -132,6 +148,10 @@ int main(int argc, char *argv[])
 		request.worker = default_worker;
 	}
 
+	if (!standard_streams_open()) {
+		log_error("standard output: closed; nothing claimed");
+		return EXIT_CANT_CREATE;
+	}
 	signals_install();
 	if ((conn = db_connect(common.dsn, &err)) == NULL) {
 		code = err.code;
