@@ -14,6 +14,13 @@ setup() {
 	sql "INSERT INTO managed_certificates (id) VALUES ('mc-shop')"
 }
 
+# Fails when text contains a fixed substring.
+refute_contains() {
+	case "$1" in
+	*"$2"*) echo "did not expect to find '$2' in: $1"; return 1 ;;
+	esac
+}
+
 versions() {
 	sql "SELECT count(*) FROM certificate_versions"
 }
@@ -50,6 +57,119 @@ make_expired_leaf() {
 		-in "$dir/$name.csr" -out "$dir/$name.pem" 2>/dev/null
 }
 
+# --- inventory -----------------------------------------------------------
+
+@test "import inventory: agents, targets and certificates are inserted, one line each" {
+	run --separate-stderr certctl-import <<-'JSON'
+	{"kind":"agent","id":"agent-web01","name":"web01"}
+	{"kind":"target","id":"target-web01-nginx","name":"web01 nginx","type":"nginx","agent_id":"agent-web01","config":{"cert_path":"/etc/nginx/shop.pem"}}
+	{"kind":"certificate","id":"mc-blog","name":"blog","common_name":"blog.example","targets":["target-web01-nginx"]}
+	JSON
+	expect_status 0
+	expect_equal "" "$stderr" "stderr"
+	expect_equal "agent agent-web01 inserted
+target target-web01-nginx inserted
+certificate mc-blog inserted" "$(jq -r '"\(.kind) \(.id) \(.action)"' <<<"$output")"
+	expect_equal "web01" "$(sql "SELECT name FROM agents WHERE id = 'agent-web01'")"
+	expect_equal "web01 nginx|nginx|agent-web01|/etc/nginx/shop.pem" \
+		"$(sql "SELECT name, type, agent_id, config->>'cert_path' FROM deployment_targets WHERE id = 'target-web01-nginx'")"
+	expect_equal "blog|blog.example" "$(sql "SELECT name, common_name FROM managed_certificates WHERE id = 'mc-blog'")"
+	expect_equal "target-web01-nginx" "$(sql "SELECT target_id FROM certificate_targets WHERE certificate_id = 'mc-blog'")"
+}
+
+@test "import inventory: an existing id is updated and reported as updated" {
+	printf '%s\n' '{"kind":"agent","id":"agent-web01","name":"web01"}' | certctl-import >/dev/null
+	run --separate-stderr certctl-import <<<'{"kind":"agent","id":"agent-web01","name":"web01-renamed"}'
+	expect_status 0
+	expect_equal "updated" "$(jq -r .action <<<"$output")"
+	expect_equal "web01-renamed" "$(sql "SELECT name FROM agents WHERE id = 'agent-web01'")"
+	expect_equal 1 "$(sql "SELECT count(*) FROM agents WHERE id = 'agent-web01'")"
+}
+
+@test "import inventory: an update never un-retires an agent or a target" {
+	sql "INSERT INTO agents (id, retired_at, retired_reason) VALUES ('agent-old', '2026-01-01Z', 'gone');
+	     INSERT INTO agents (id) VALUES ('agent-web01');
+	     INSERT INTO deployment_targets (id, type, agent_id, retired_at) VALUES ('target-old', 'nginx', 'agent-web01', '2026-01-02Z')"
+	run --separate-stderr certctl-import <<-'JSON'
+	{"kind":"agent","id":"agent-old","name":"renamed"}
+	{"kind":"target","id":"target-old","name":"renamed too","type":"file","agent_id":"agent-web01"}
+	JSON
+	expect_status 0
+	expect_equal "renamed|2026-01-01T00:00:00Z|gone" "$(sql "SELECT name, certctl_rfc3339(retired_at), retired_reason FROM agents WHERE id = 'agent-old'")"
+	expect_equal "renamed too|file|2026-01-02T00:00:00Z" "$(sql "SELECT name, type, certctl_rfc3339(retired_at) FROM deployment_targets WHERE id = 'target-old'")"
+}
+
+@test "import inventory: a bad line in the middle is reported with its number; the others are stored" {
+	run --separate-stderr certctl-import <<-'JSON'
+	{"kind":"agent","id":"agent-a"}
+	{"kind":"agent","id":
+	{"kind":"agent","id":"agent-b"}
+	JSON
+	expect_status 65
+	expect_equal "agent-a agent-b" "$(jq -r .id <<<"$output" | xargs)"
+	expect_contains "$stderr" "certctl-import: line 2: "
+	expect_equal 2 "$(sql "SELECT count(*) FROM agents WHERE id IN ('agent-a', 'agent-b')")"
+}
+
+@test "import inventory: unknown kind and missing id are refused per line with 65" {
+	run --separate-stderr certctl-import <<-'JSON'
+	{"kind":"printer","id":"p-1"}
+	{"kind":"agent","name":"no id"}
+	{"kind":"agent","id":"agent-ok"}
+	{"kind":"target","id":"target-x","agent_id":"agent-ok"}
+	JSON
+	expect_status 65
+	expect_contains "$stderr" "certctl-import: line 1: unknown kind"
+	expect_contains "$stderr" "certctl-import: line 2: missing \"id\""
+	expect_contains "$stderr" "certctl-import: line 4: target target-x: missing \"type\""
+	expect_equal "agent-ok" "$(jq -r .id <<<"$output")"
+	expect_equal 0 "$(sql "SELECT count(*) FROM deployment_targets")"
+}
+
+@test "import inventory: a target of an unknown or retired agent is refused for that line" {
+	sql "INSERT INTO agents (id, retired_at) VALUES ('agent-old', now())"
+	run --separate-stderr certctl-import <<-'JSON'
+	{"kind":"target","id":"target-a","type":"nginx","agent_id":"agent-nope"}
+	{"kind":"target","id":"target-b","type":"nginx","agent_id":"agent-old"}
+	{"kind":"agent","id":"agent-new"}
+	JSON
+	expect_status 66
+	expect_contains "$stderr" "line 1: target target-a: agent agent-nope: no such agent"
+	expect_contains "$stderr" "line 2: target target-b: agent agent-old is retired"
+	expect_equal 0 "$(sql "SELECT count(*) FROM deployment_targets")"
+	expect_equal "agent-new" "$(jq -r .id <<<"$output")"
+}
+
+@test "import inventory: a certificate's targets replace its mappings" {
+	sql "INSERT INTO agents (id) VALUES ('agent-web01');
+	     INSERT INTO deployment_targets (id, type, agent_id) VALUES ('target-a', 'nginx', 'agent-web01'),
+	       ('target-b', 'nginx', 'agent-web01'), ('target-c', 'nginx', 'agent-web01')"
+	certctl-import <<<'{"kind":"certificate","id":"mc-blog","targets":["target-a","target-b"]}' >/dev/null
+	run --separate-stderr certctl-import <<<'{"kind":"certificate","id":"mc-blog","targets":["target-b","target-c"]}'
+	expect_status 0
+	expect_equal "updated" "$(jq -r .action <<<"$output")"
+	expect_equal "target-b,target-c" "$(sql "SELECT string_agg(target_id, ',' ORDER BY target_id) FROM certificate_targets WHERE certificate_id = 'mc-blog'")"
+	certctl-import <<<'{"kind":"certificate","id":"mc-blog","name":"no targets key"}' >/dev/null
+	expect_equal 2 "$(sql "SELECT count(*) FROM certificate_targets")" "mappings kept when targets is absent"
+	certctl-import <<<'{"kind":"certificate","id":"mc-blog","targets":[]}' >/dev/null
+	expect_equal 0 "$(sql "SELECT count(*) FROM certificate_targets")" "mappings after an empty list"
+}
+
+@test "import inventory: an unknown or retired target in targets refuses the line and changes nothing" {
+	sql "INSERT INTO agents (id) VALUES ('agent-web01');
+	     INSERT INTO deployment_targets (id, type, agent_id) VALUES ('target-a', 'nginx', 'agent-web01');
+	     INSERT INTO deployment_targets (id, type, agent_id, retired_at) VALUES ('target-old', 'nginx', 'agent-web01', now())"
+	certctl-import <<<'{"kind":"certificate","id":"mc-blog","name":"blog","targets":["target-a"]}' >/dev/null
+	run --separate-stderr certctl-import <<-'JSON'
+	{"kind":"certificate","id":"mc-blog","name":"changed","targets":["target-nope"]}
+	{"kind":"certificate","id":"mc-blog","name":"changed","targets":["target-old"]}
+	JSON
+	expect_status 66
+	expect_contains "$stderr" "line 1: certificate mc-blog: target target-nope: no such target"
+	expect_contains "$stderr" "line 2: certificate mc-blog: target target-old is retired"
+	expect_equal "blog|target-a" "$(sql "SELECT c.name, ct.target_id FROM managed_certificates c JOIN certificate_targets ct ON ct.certificate_id = c.id")"
+}
+
 # --- certificate versions -------------------------------------------------
 
 @test "import version: stores the leaf's facts and prints the version line" {
@@ -84,7 +204,7 @@ make_expired_leaf() {
 	expect_equal 0 "$(sql "SELECT position(convert_to('PRIVATE KEY', 'UTF8') IN key_sealed) FROM certificate_versions")"
 	body=$(pem_body "$PKI/shop.key")
 	sealed=$(sql "SELECT encode(key_sealed, 'base64') FROM certificate_versions" | tr -d '\n')
-	[ "$sealed" != "$body" ]
+	refute_contains "$sealed" "$body"
 	expect_equal 0 "$(sql "SELECT position(decode('$body', 'base64') IN key_sealed) FROM certificate_versions")"
 	# version byte 1, then a 12-byte nonce, the ciphertext and a 16-byte tag
 	expect_equal 1 "$(sql "SELECT get_byte(key_sealed, 0) FROM certificate_versions")"
@@ -96,16 +216,15 @@ make_expired_leaf() {
 	body=$(pem_body "$PKI/shop.key")
 	run --separate-stderr certctl-import -v --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key"
 	expect_status 0
-	[[ "$output$stderr" != *"$body"* ]]
-	[[ "$output$stderr" != *"PRIVATE KEY"* ]]
+	refute_contains "$output$stderr" "$body"
+	refute_contains "$output$stderr" "PRIVATE KEY"
 	make_leaf "$PKI" other other.example
 	run --separate-stderr certctl-import -v --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/other.key"
 	expect_status 65
 	other=$(pem_body "$PKI/other.key")
-	[[ "$output$stderr" != *"$other"* ]]
-	[[ "$output$stderr" != *"PRIVATE KEY"* ]]
-	audit=$(sql "SELECT details::text FROM audit_events")
-	[[ "$audit" != *"PRIVATE"* ]]
+	refute_contains "$output$stderr" "$other"
+	refute_contains "$output$stderr" "PRIVATE KEY"
+	refute_contains "$(sql "SELECT details::text FROM audit_events")" "PRIVATE"
 	expect_equal '["fingerprint_sha256", "not_after", "version_id"]' \
 		"$(sql "SELECT jsonb_agg(k ORDER BY k) FROM audit_events, jsonb_object_keys(details) k WHERE action = 'certificate_version_imported'")"
 }
