@@ -1,0 +1,354 @@
+#!/usr/bin/env bats
+# The atomic install primitive on its own (tests/unit/test_atomic_apply.c
+# builds a plan with deploy_plan_build() and calls atomic_apply()).
+load helpers
+load lib/pki
+
+setup() {
+	PKI="$BATS_TEST_TMPDIR/pki"
+	D="$BATS_TEST_TMPDIR/dest"
+	make_pki "$PKI"
+	make_leaf "$PKI" v1 v1.test
+	make_leaf "$PKI" v2 v2.test
+	mkdir -p "$D"
+	APPLY="$CERTCTL_UNIT/test_atomic_apply"
+	cat "$PKI/v1.pem" "$PKI/chain.pem" > "$BATS_TEST_TMPDIR/v1.full"
+	cat "$PKI/v2.pem" "$PKI/chain.pem" > "$BATS_TEST_TMPDIR/v2.full"
+}
+
+# config [extra JSON members]: cert and key in $D, plus the given keys.
+config() {
+	jq -cn --arg d "$D" --argjson extra "${1:-{\}}" \
+		'{cert_path: ($d+"/cert.pem"), key_path: ($d+"/key.pem")} + $extra'
+}
+
+# apply VERSION [extra JSON members]
+apply() {
+	run --separate-stderr "$APPLY" file "$(config "${2:-{\}}")" "$PKI/$1.pem" "$PKI/$1.key" "$PKI/chain.pem"
+}
+
+field() { if [ "$1" = -c ]; then printf "%s\n" "$output" | jq -c "$2"; else printf "%s\n" "$output" | jq -r "$1"; fi; }
+
+expect_installed() {
+	cmp -s "$BATS_TEST_TMPDIR/$1.full" "$D/cert.pem" || { echo "cert.pem is not $1"; return 1; }
+	cmp -s "$PKI/$1.key" "$D/key.pem" || { echo "key.pem is not $1"; return 1; }
+}
+
+expect_no_temps() {
+	local left
+	left=$(find "$D" -name '*.certctl-tmp.*' | wc -l)
+	expect_equal 0 "$left" "temp files left in $D"
+}
+
+@test "atomic: new files are installed with the default modes and the reload runs" {
+	apply v1 "$(jq -cn --arg m "$BATS_TEST_TMPDIR/reloaded" '{reload_command: ["touch", $m]}')"
+	expect_status 0
+	expect_equal Completed "$(field .outcome)"
+	expect_equal no_pre_existing "$(field .metadata.backup_status_cert)"
+	expect_equal no_pre_existing "$(field .metadata.backup_status_key)"
+	expect_installed v1
+	expect_equal 644 "$(stat -c %a "$D/cert.pem")" "cert mode"
+	expect_equal 600 "$(stat -c %a "$D/key.pem")" "key mode"
+	[ -e "$BATS_TEST_TMPDIR/reloaded" ]
+	expect_no_temps
+}
+
+@test "atomic: replacing files snapshots the old ones as <path>.certctl-bak.<timestamp>" {
+	apply v1
+	apply v2
+	expect_status 0
+	expect_equal snapshotted "$(field .metadata.backup_status_cert)"
+	expect_equal snapshotted "$(field .metadata.backup_status_key)"
+	expect_installed v2
+	cmp "$BATS_TEST_TMPDIR/v1.full" "$D"/cert.pem.certctl-bak.*
+	cmp "$PKI/v1.key" "$D"/key.pem.certctl-bak.*
+	expect_equal 600 "$(stat -c %a "$D"/key.pem.certctl-bak.*)" "key backup mode"
+}
+
+@test "atomic: a failing validate command changes nothing and names the command, its status and stderr" {
+	apply v1
+	apply v2 "$(jq -cn --arg m "$BATS_TEST_TMPDIR/reloaded" \
+		'{validate_command: ["sh","-c","echo first problem >&2; echo second >&2; exit 3"], reload_command: ["touch", $m]}')"
+	expect_status 1
+	expect_equal Failed "$(field .outcome)"
+	expect_contains "$(field .error)" "validate command failed; nothing changed: sh exited 3: first problem second"
+	expect_installed v1
+	[ ! -e "$BATS_TEST_TMPDIR/reloaded" ]
+	expect_no_temps
+	expect_equal 0 "$(find "$D" -name '*.certctl-bak.*' | wc -l)" "backups"
+}
+
+@test "atomic: the validate command sees the new files through CERTCTL_NEW_*_PATH while the old are in place" {
+	apply v1
+	apply v2 "$(jq -cn --arg t "$BATS_TEST_TMPDIR" --arg d "$D" \
+		'{validate_command: ["sh","-c","cat \"$CERTCTL_NEW_CERT_PATH\" > \"$1/new\"; cat \"$CERTCTL_NEW_KEY_PATH\" > \"$1/newkey\"; cat \"$2/cert.pem\" > \"$1/old\"", "sh", $t, $d]}')"
+	expect_status 0
+	cmp "$BATS_TEST_TMPDIR/v2.full" "$BATS_TEST_TMPDIR/new"
+	cmp "$PKI/v2.key" "$BATS_TEST_TMPDIR/newkey"
+	cmp "$BATS_TEST_TMPDIR/v1.full" "$BATS_TEST_TMPDIR/old"
+}
+
+@test "atomic: a failing reload restores every file and runs the reload again (exit 1)" {
+	apply v1
+	script="$BATS_TEST_TMPDIR/reload-once"
+	printf '#!/bin/sh\necho run >> "%s/reloads"\n[ -e "%s/failed" ] && exit 0\ntouch "%s/failed"; echo daemon said no >&2; exit 1\n' \
+		"$BATS_TEST_TMPDIR" "$BATS_TEST_TMPDIR" "$BATS_TEST_TMPDIR" > "$script"
+	chmod +x "$script"
+	apply v2 "$(jq -cn --arg s "$script" '{reload_command: [$s]}')"
+	expect_status 1
+	expect_equal Failed "$(field .outcome)"
+	expect_contains "$(field .error)" "reload command failed; rolled back to pre-deploy state"
+	expect_contains "$(field .error)" "daemon said no"
+	expect_equal restored "$(field .metadata.backup_status_cert)"
+	expect_equal restored "$(field .metadata.backup_status_key)"
+	expect_equal null "$(field .metadata.daemon_state_unknown)"
+	expect_equal 2 "$(wc -l < "$BATS_TEST_TMPDIR/reloads")" "reload runs"
+	expect_installed v1
+	expect_no_temps
+}
+
+@test "atomic: a failing reload removes files that did not exist before" {
+	apply v1 '{"reload_command":["false"]}'
+	expect_status 1
+	expect_equal removed "$(field .metadata.backup_status_cert)"
+	expect_equal removed "$(field .metadata.backup_status_key)"
+	[ ! -e "$D/cert.pem" ] && [ ! -e "$D/key.pem" ]
+}
+
+@test "atomic: when the reload after the rollback fails too, daemon_state_unknown is set" {
+	apply v1
+	apply v2 '{"reload_command":["false"]}'
+	expect_status 1
+	expect_equal true "$(field .metadata.daemon_state_unknown)"
+	expect_equal restored "$(field .metadata.backup_status_cert)"
+	expect_contains "$(field .error)" "reload after the rollback failed too"
+	expect_installed v1
+}
+
+@test "atomic: when the backups are gone the restore fails: exit 2, manual_action_required, both failures named" {
+	apply v1
+	apply v2 "$(jq -cn --arg d "$D" '{reload_command: ["sh","-c","rm -f \"$1\"/*.certctl-bak.*; echo reload broke >&2; exit 1","sh",$d]}')"
+	expect_status 2
+	expect_equal ManualAction "$(field .outcome)"
+	expect_equal true "$(field .metadata.manual_action_required)"
+	expect_equal restore_failed "$(field .metadata.backup_status_cert)"
+	expect_contains "$(field .error)" "reload broke"
+	expect_contains "$(field .error)" "cannot read backup"
+	expect_contains "$(field .error)" "manual action required"
+}
+
+@test "atomic: backup_retention -1 keeps no backup, so a failed reload needs manual action" {
+	apply v1 '{"backup_retention":-1}'
+	apply v2 '{"backup_retention":-1}'
+	expect_status 0
+	expect_equal 0 "$(find "$D" -name '*.certctl-bak.*' | wc -l)" "backups"
+	apply v1 '{"backup_retention":-1,"reload_command":["false"]}'
+	expect_status 2
+	expect_equal true "$(field .metadata.manual_action_required)"
+	expect_contains "$(field .error)" "no backup (backup_retention -1)"
+}
+
+@test "atomic: identical bytes everywhere are Skipped: no write, no backup, no reload" {
+	apply v1
+	touch -d '2001-01-01' "$D/cert.pem" "$D/key.pem"
+	apply v1 "$(jq -cn --arg m "$BATS_TEST_TMPDIR/reloaded" '{validate_command: ["touch", $m], reload_command: ["touch", $m]}')"
+	expect_status 0
+	expect_equal Skipped "$(field .outcome)"
+	[ ! -e "$BATS_TEST_TMPDIR/reloaded" ]
+	expect_equal 2001 "$(date -r "$D/cert.pem" +%Y)" "cert mtime year"
+	expect_equal 0 "$(find "$D" -name '*.certctl-bak.*' | wc -l)" "backups"
+}
+
+@test "atomic: one changed file is enough to install (no partial skip)" {
+	apply v1
+	cp "$PKI/v2.key" "$D/key.pem"
+	apply v1
+	expect_status 0
+	expect_equal Completed "$(field .outcome)"
+	expect_installed v1
+}
+
+@test "atomic: an existing 0640 file owned by nobody:nogroup keeps its owner, group and mode" {
+	apply v1
+	chown nobody:nogroup "$D/cert.pem" "$D/key.pem"
+	chmod 0640 "$D/cert.pem" "$D/key.pem"
+	apply v2
+	expect_status 0
+	expect_installed v2
+	expect_equal "nobody:nogroup 640" "$(stat -c '%U:%G %a' "$D/cert.pem")" "cert"
+	expect_equal "nobody:nogroup 640" "$(stat -c '%U:%G %a' "$D/key.pem")" "key"
+}
+
+@test "atomic: explicit owner, group and modes from the config win over the existing file" {
+	apply v1
+	chown nobody:nogroup "$D/cert.pem" "$D/key.pem"
+	apply v2 '{"owner":"root","group":"daemon","cert_mode":"0444","key_mode":"0400"}'
+	expect_status 0
+	expect_equal "root:daemon 444" "$(stat -c '%U:%G %a' "$D/cert.pem")" "cert"
+	expect_equal "root:daemon 400" "$(stat -c '%U:%G %a' "$D/key.pem")" "key"
+}
+
+@test "atomic: an unknown owner is a configuration error (78) and nothing is written" {
+	apply v1 '{"owner":"no-such-user-certctl"}'
+	expect_status 78
+	expect_contains "$(field .error)" "no-such-user-certctl"
+	[ ! -e "$D/cert.pem" ]
+	expect_no_temps
+}
+
+@test "atomic: only the newest backup_retention backups remain (default 3)" {
+	for v in v1 v2 v1 v2 v1 v2; do apply $v; expect_status 0; done
+	expect_equal 3 "$(find "$D" -name 'cert.pem.certctl-bak.*' | wc -l)" "cert backups"
+	expect_equal 3 "$(find "$D" -name 'key.pem.certctl-bak.*' | wc -l)" "key backups"
+	for v in v1 v2 v1; do apply $v '{"backup_retention":1}'; expect_status 0; done
+	expect_equal 1 "$(find "$D" -name 'cert.pem.certctl-bak.*' | wc -l)" "cert backups"
+	# the one kept is the newest: the bytes v1 replaced, i.e. v2
+	cmp "$BATS_TEST_TMPDIR/v2.full" "$D"/cert.pem.certctl-bak.*
+}
+
+@test "atomic: leftovers of a killed run (.<name>.certctl-tmp.*) are removed by the next deploy" {
+	apply v1
+	echo partial > "$D/.cert.pem.certctl-tmp.0000000000000000001.1.1"
+	echo partial > "$D/.key.pem.certctl-tmp.junk"
+	apply v1
+	expect_status 0
+	expect_no_temps
+}
+
+@test "atomic: a deploy killed with SIGKILL during validate leaves the old files; the next one cleans up" {
+	apply v1
+	apply v2 '{"validate_command":["sh","-c","kill -9 $PPID; sleep 5"]}'
+	expect_status 137
+	expect_installed v1
+	[ "$(find "$D" -name '*.certctl-tmp.*' | wc -l)" -gt 0 ]
+	apply v2
+	expect_status 0
+	expect_installed v2
+	expect_no_temps
+}
+
+@test "atomic: a deploy killed with SIGKILL during reload leaves the complete new files" {
+	apply v1
+	apply v2 '{"reload_command":["sh","-c","kill -9 $PPID; sleep 5"]}'
+	expect_status 137
+	expect_installed v2
+	expect_no_temps
+}
+
+@test "atomic: SIGKILL at random moments never leaves a mix of old and new bytes" {
+	apply v1
+	for i in $(seq 1 40); do
+		if [ $((i % 2)) -eq 0 ]; then v=v1; else v=v2; fi
+		"$APPLY" file "$(config)" "$PKI/$v.pem" "$PKI/$v.key" "$PKI/chain.pem" >/dev/null 2>&1 &
+		pid=$!
+		sleep "0.00$((RANDOM % 9))"
+		kill -9 "$pid" 2>/dev/null || :
+		wait "$pid" 2>/dev/null || :
+		cert=$(sha256sum < "$D/cert.pem")
+		key=$(sha256sum < "$D/key.pem")
+		case "$cert" in
+		"$(sha256sum < "$BATS_TEST_TMPDIR/v1.full")" | "$(sha256sum < "$BATS_TEST_TMPDIR/v2.full")") ;;
+		*) echo "iteration $i: torn cert.pem"; return 1 ;;
+		esac
+		case "$key" in
+		"$(sha256sum < "$PKI/v1.key")" | "$(sha256sum < "$PKI/v2.key")") ;;
+		*) echo "iteration $i: torn key.pem"; return 1 ;;
+		esac
+	done
+	apply v2
+	expect_status 0
+	expect_installed v2
+	expect_no_temps
+}
+
+@test "atomic: a reader looping over the file during 200 deploys sees only the complete old or new file" {
+	apply v1
+	v1sum=$(sha256sum < "$BATS_TEST_TMPDIR/v1.full")
+	v2sum=$(sha256sum < "$BATS_TEST_TMPDIR/v2.full")
+	(
+		reads=0
+		while [ ! -e "$BATS_TEST_TMPDIR/stop" ]; do
+			sum=$(sha256sum < "$D/cert.pem")
+			[ "$sum" = "$v1sum" ] || [ "$sum" = "$v2sum" ] || echo "torn: $sum" >> "$BATS_TEST_TMPDIR/torn"
+			reads=$((reads + 1))
+		done
+		echo "$reads" > "$BATS_TEST_TMPDIR/reads"
+	) &
+	reader=$!
+	for i in $(seq 1 100); do
+		"$APPLY" file "$(config)" "$PKI/v2.pem" "$PKI/v2.key" "$PKI/chain.pem" >/dev/null
+		"$APPLY" file "$(config)" "$PKI/v1.pem" "$PKI/v1.key" "$PKI/chain.pem" >/dev/null
+	done
+	touch "$BATS_TEST_TMPDIR/stop"
+	wait "$reader"
+	[ ! -e "$BATS_TEST_TMPDIR/torn" ] || { cat "$BATS_TEST_TMPDIR/torn"; return 1; }
+	[ "$(cat "$BATS_TEST_TMPDIR/reads")" -gt 50 ]
+}
+
+@test "atomic: two processes deploying to the same file serialize on the lock" {
+	slow=$(jq -cn --arg l "$BATS_TEST_TMPDIR/log" '{validate_command: ["sh","-c","echo start >> \"$1\"; sleep 0.5; echo end >> \"$1\"","sh",$l]}')
+	"$APPLY" file "$(config "$slow")" "$PKI/v1.pem" "$PKI/v1.key" "$PKI/chain.pem" >/dev/null &
+	first=$!
+	"$APPLY" file "$(config "$slow")" "$PKI/v2.pem" "$PKI/v2.key" "$PKI/chain.pem" >/dev/null &
+	second=$!
+	wait "$first"
+	wait "$second"
+	expect_equal "start end start end" "$(tr '\n' ' ' < "$BATS_TEST_TMPDIR/log" | sed 's/ $//')" "validate runs"
+}
+
+@test "atomic: commands run as argv, never through a shell, with stdin from /dev/null" {
+	cd "$BATS_TEST_TMPDIR"
+	apply v1 "$(jq -cn --arg f 'a; touch b' --arg i "$BATS_TEST_TMPDIR/stdin" \
+		'{validate_command: ["touch", $f], reload_command: ["sh","-c","cat > \"$1\"","sh",$i]}')"
+	expect_status 0
+	[ -e "$BATS_TEST_TMPDIR/a; touch b" ]
+	[ ! -e "$BATS_TEST_TMPDIR/b" ]
+	expect_equal 0 "$(stat -c %s "$BATS_TEST_TMPDIR/stdin")" "bytes on the command's stdin"
+}
+
+@test "atomic: a command that runs past CERTCTL_COMMAND_TIMEOUT is killed and the deploy fails cleanly" {
+	apply v1
+	SECONDS=0
+	CERTCTL_COMMAND_TIMEOUT=1 run --separate-stderr "$APPLY" file "$(config '{"validate_command":["sleep","30"]}')" \
+		"$PKI/v2.pem" "$PKI/v2.key" "$PKI/chain.pem"
+	expect_status 1
+	expect_contains "$(field .error)" "sleep timed out after 1 s"
+	[ "$SECONDS" -lt 10 ]
+	expect_installed v1
+	expect_no_temps
+}
+
+@test "atomic: a command that cannot be executed fails the deploy with its name" {
+	apply v1 '{"validate_command":["certctl-no-such-command"]}'
+	expect_status 1
+	expect_contains "$(field .error)" "certctl-no-such-command exited 127: cannot execute"
+	[ ! -e "$D/cert.pem" ]
+}
+
+@test "atomic: haproxy's combined file holds leaf, chain and key, created 0600" {
+	run --separate-stderr "$APPLY" haproxy "$(jq -cn --arg d "$D" '{combined_path: ($d+"/site.pem"), validate_command: [], reload_command: []}')" \
+		"$PKI/v1.pem" "$PKI/v1.key" "$PKI/chain.pem"
+	expect_status 0
+	cat "$PKI/v1.pem" "$PKI/chain.pem" "$PKI/v1.key" | cmp - "$D/site.pem"
+	expect_equal 600 "$(stat -c %a "$D/site.pem")" "combined mode"
+	expect_equal no_pre_existing "$(field .metadata.backup_status_cert)"
+}
+
+@test "atomic: a chain_path gets the chain alone and the cert file the leaf alone" {
+	run --separate-stderr "$APPLY" file "$(config "$(jq -cn --arg d "$D" '{chain_path: ($d+"/chain.pem")}')")" \
+		"$PKI/v1.pem" "$PKI/v1.key" "$PKI/chain.pem"
+	expect_status 0
+	cmp "$PKI/v1.pem" "$D/cert.pem"
+	cmp "$PKI/chain.pem" "$D/chain.pem"
+	expect_equal no_pre_existing "$(field .metadata.backup_status_chain)"
+}
+
+@test "atomic: the dry run lists the files that differ and writes nothing" {
+	apply v1
+	cp "$PKI/v2.key" "$BATS_TEST_TMPDIR/other.key"
+	run --separate-stderr "$APPLY" --dry-run file "$(config)" "$PKI/v1.pem" "$PKI/v2.key" "$PKI/chain.pem"
+	expect_status 0
+	expect_equal "[\"$D/key.pem\"]" "$(field -c .would_change)"
+	expect_installed v1
+	expect_no_temps
+}
