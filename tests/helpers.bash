@@ -58,25 +58,5 @@ expect_one_line_error() {
 	expect_contains "$stderr" "$1: "
 }
 
-# A TCP port on 127.0.0.1 nobody listens on right now.
-free_port() {
-	local port
-	for _ in $(seq 1 100); do
-		port=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			echo "$port"
-			return 0
-		fi
-	done
-	echo "free_port: no free port found" >&2
-	return 1
-}
-
-# Waits up to $2 seconds (default 10) for a TCP listener on 127.0.0.1:$1.
-wait_for_port() {
-	local deadline=$((SECONDS + ${2:-10}))
-	while ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-		[ "$SECONDS" -lt "$deadline" ] || { echo "nothing listens on port $1" >&2; return 1; }
-		sleep 0.05
-	done
-}
+# free_port, wait_for_port
+source "$TESTS_DIR/lib/net.bash"
