@@ -1,0 +1,373 @@
+#!/usr/bin/env bats
+# ssh targets: ssh_apply() against a real OpenSSH server on loopback — strict
+# host keys, temp file + rename on the remote, snapshot and rollback.
+load helpers
+load lib/pki
+load lib/sshd
+
+setup_file() {
+	export SSHD_DIR="$BATS_FILE_TMPDIR/sshd" PKI="$BATS_FILE_TMPDIR/pki"
+	start_sshd "$SSHD_DIR"
+	make_pki "$PKI"
+	make_leaf "$PKI" v1 shop.example
+	make_leaf "$PKI" v2 shop.example
+}
+
+teardown_file() {
+	stop_sshd "$SSHD_DIR"
+}
+
+setup() {
+	REMOTE="$BATS_TEST_TMPDIR/remote"
+	mkdir -p "$REMOTE"
+}
+
+# The config of an ssh target deploying cert.pem/key.pem into $REMOTE, with a
+# reload that touches $REMOTE/reloaded. [JQ_ARGS…] FILTER adjust it ($dir is $REMOTE).
+target_config() {
+	local filter=.
+	if [ $# -gt 0 ]; then
+		filter=${!#}
+		set -- "${@:1:$#-1}"
+	fi
+	jq -cn --argjson port "$SSHD_PORT" --arg key "$SSHD_CLIENT_KEY" --arg known "$SSHD_KNOWN_HOSTS" \
+		--arg dir "$REMOTE" '{host:"127.0.0.1", port:$port, user:"root", private_key_path:$key,
+		known_hosts:$known, cert_path:($dir+"/cert.pem"), key_path:($dir+"/key.pem"),
+		reload_command:["touch", ($dir+"/reloaded")]}' | jq -c --arg dir "$REMOTE" "$@" "$filter"
+}
+
+# deploy CONFIG VERSION: ssh_apply() through the driver, leaf + chain of VERSION.
+deploy() {
+	run --separate-stderr "$CERTCTL_UNIT/test_ssh_apply" "$1" "$PKI/$2.pem" "$PKI/$2.key" "$PKI/chain.pem"
+}
+
+field() {
+	printf '%s\n' "$output" | jq -r "$1"
+}
+
+# What a directory holds, names with mode and content hash, hidden files included.
+listing() {
+	(cd "$1" && find . -mindepth 1 -printf '%p %m %u:%g\n' | sort &&
+		find . -type f -exec sha256sum {} + | sort)
+}
+
+expect_no_temp_files() {
+	local left
+	left=$(find "$1" -name '*.certctl-tmp.*')
+	expect_equal "" "$left" "temp files left in $1"
+}
+
+expect_mode() {
+	expect_equal "$1" "$(stat -c %a "$2")" "mode of $2"
+}
+
+# An existing deployment: v1 in place with modes that differ from the defaults.
+preinstall_v1() {
+	cat "$PKI/v1.pem" "$PKI/chain.pem" > "$REMOTE/cert.pem"
+	cp "$PKI/v1.key" "$REMOTE/key.pem"
+	chmod 0640 "$REMOTE/cert.pem"
+	chmod 0400 "$REMOTE/key.pem"
+}
+
+@test "ssh: first deploy creates the files with the configured modes and runs the reload" {
+	deploy "$(target_config '. + {cert_mode:"0640", key_mode:"0600"}')" v1
+	expect_status 0
+	expect_equal Completed "$(field .outcome)"
+	expect_equal no_pre_existing "$(field .metadata.backup_status_cert)"
+	expect_equal no_pre_existing "$(field .metadata.backup_status_key)"
+	expect_equal "n/a" "$(field .metadata.backup_status_chain)"
+	cmp "$REMOTE/cert.pem" <(cat "$PKI/v1.pem" "$PKI/chain.pem")
+	cmp "$REMOTE/key.pem" "$PKI/v1.key"
+	expect_mode 640 "$REMOTE/cert.pem"
+	expect_mode 600 "$REMOTE/key.pem"
+	[ -f "$REMOTE/reloaded" ]
+	expect_no_temp_files "$REMOTE"
+}
+
+@test "ssh: without configured modes a new key gets 0600 and a new certificate 0644" {
+	deploy "$(target_config)" v1
+	expect_status 0
+	expect_mode 644 "$REMOTE/cert.pem"
+	expect_mode 600 "$REMOTE/key.pem"
+}
+
+@test "ssh: redeploying a new version replaces the files and keeps their modes and owner" {
+	preinstall_v1
+	chown nobody:nogroup "$REMOTE/cert.pem" "$REMOTE/key.pem"
+	deploy "$(target_config)" v2
+	expect_status 0
+	expect_equal Completed "$(field .outcome)"
+	expect_equal snapshotted "$(field .metadata.backup_status_cert)"
+	expect_equal snapshotted "$(field .metadata.backup_status_key)"
+	cmp "$REMOTE/cert.pem" <(cat "$PKI/v2.pem" "$PKI/chain.pem")
+	cmp "$REMOTE/key.pem" "$PKI/v2.key"
+	expect_equal "$(fingerprint "$PKI/v2.pem")" "$(fingerprint "$REMOTE/cert.pem")" "leaf on the remote"
+	[ "$(fingerprint "$REMOTE/cert.pem")" != "$(fingerprint "$PKI/v1.pem")" ]
+	expect_mode 640 "$REMOTE/cert.pem"
+	expect_mode 400 "$REMOTE/key.pem"
+	expect_equal nobody:nogroup "$(stat -c %U:%G "$REMOTE/cert.pem")" "cert owner"
+	expect_equal nobody:nogroup "$(stat -c %U:%G "$REMOTE/key.pem")" "key owner"
+	expect_no_temp_files "$REMOTE"
+}
+
+@test "ssh: explicit owner, group and modes win over the existing file's" {
+	preinstall_v1
+	deploy "$(target_config '. + {owner:"nobody", group:"nogroup", cert_mode:"0604", key_mode:"0640"}')" v2
+	expect_status 0
+	expect_equal nobody:nogroup "$(stat -c %U:%G "$REMOTE/cert.pem")" "cert owner"
+	expect_equal nobody:nogroup "$(stat -c %U:%G "$REMOTE/key.pem")" "key owner"
+	expect_mode 604 "$REMOTE/cert.pem"
+	expect_mode 640 "$REMOTE/key.pem"
+}
+
+@test "ssh: identical bytes on the remote are Skipped: no write, no reload" {
+	preinstall_v1
+	before=$(listing "$REMOTE")
+	deploy "$(target_config)" v1
+	expect_status 0
+	expect_equal Skipped "$(field .outcome)"
+	[ ! -e "$REMOTE/reloaded" ]
+	expect_equal "$before" "$(listing "$REMOTE")" "remote directory"
+}
+
+@test "ssh: a failed reload restores every file's bytes and mode, removes new files, reloads again, exit 1" {
+	preinstall_v1
+	before=$(listing "$REMOTE")
+	# Fails the first time, succeeds the second; counts its runs outside $REMOTE.
+	counter="$BATS_TEST_TMPDIR/reloads"
+	deploy "$(target_config --arg counter "$counter" '. + {chain_path:($dir+"/chain.pem"),
+		reload_command:["sh","-c","n=$(cat \"$1\" 2>/dev/null || echo 0); echo $((n+1)) > \"$1\"; [ \"$n\" -ge 1 ] || { echo reload broke >&2; exit 3; }","reload",$counter]}')" v2
+	expect_status 1
+	expect_equal Failed "$(field .outcome)"
+	expect_contains "$(field .error)" "reload command failed; rolled back to pre-deploy state"
+	expect_contains "$(field .error)" "exit 3: reload broke"
+	expect_equal restored "$(field .metadata.backup_status_cert)"
+	expect_equal restored "$(field .metadata.backup_status_key)"
+	expect_equal removed "$(field .metadata.backup_status_chain)"
+	expect_equal null "$(field .metadata.daemon_state_unknown)"
+	expect_equal 2 "$(cat "$counter")" "reload runs"
+	expect_equal "$before" "$(listing "$REMOTE")" "remote directory after rollback"
+}
+
+@test "ssh: a first deploy whose reload fails removes the files it created" {
+	deploy "$(target_config --arg counter "$BATS_TEST_TMPDIR/reloads" '. + {reload_command:
+		["sh","-c","n=$(cat \"$1\" 2>/dev/null || echo 0); echo $((n+1)) > \"$1\"; [ \"$n\" -ge 1 ]","reload",$counter]}')" v1
+	expect_status 1
+	expect_equal removed "$(field .metadata.backup_status_cert)"
+	expect_equal removed "$(field .metadata.backup_status_key)"
+	expect_equal "" "$(ls -A "$REMOTE")" "remote directory"
+}
+
+@test "ssh: a restore that fails is exit 2, manual_action_required, and names both failures" {
+	preinstall_v1
+	# The reload breaks the certificate's path so it cannot be put back.
+	deploy "$(target_config '. + {reload_command:["sh","-c","rm -f \"$1\" && mkdir \"$1\" && echo reload broke >&2 && exit 1","reload",($dir+"/cert.pem")]}')" v2
+	expect_status 2
+	expect_equal ManualAction "$(field .outcome)"
+	expect_equal true "$(field .metadata.manual_action_required)"
+	expect_equal restore_failed "$(field .metadata.backup_status_cert)"
+	expect_equal restored "$(field .metadata.backup_status_key)"
+	expect_contains "$(field .error)" "reload broke"
+	expect_contains "$(field .error)" "restoring the previous files failed ($REMOTE/cert.pem: "
+	expect_contains "$(field .error)" "destination is a directory"
+	expect_contains "$(field .error)" "manual action required"
+	cmp "$REMOTE/key.pem" "$PKI/v1.key"
+	expect_mode 400 "$REMOTE/key.pem"
+	expect_no_temp_files "$REMOTE"
+}
+
+@test "ssh: a reload that fails again after the rollback sets daemon_state_unknown" {
+	preinstall_v1
+	before=$(listing "$REMOTE")
+	deploy "$(target_config '. + {reload_command:["sh","-c","echo still broken >&2; exit 1"]}')" v2
+	expect_status 1
+	expect_equal true "$(field .metadata.daemon_state_unknown)"
+	expect_equal restored "$(field .metadata.backup_status_cert)"
+	expect_contains "$(field .error)" "reload after the rollback failed too"
+	expect_equal "$before" "$(listing "$REMOTE")" "remote directory after rollback"
+}
+
+@test "ssh: a reload that outlives command_timeout counts as failed and is rolled back" {
+	preinstall_v1
+	before=$(listing "$REMOTE")
+	SECONDS=0
+	deploy "$(target_config --arg counter "$BATS_TEST_TMPDIR/reloads" '. + {command_timeout:4,
+		reload_command:["sh","-c","n=$(cat \"$1\" 2>/dev/null || echo 0); echo $((n+1)) > \"$1\"; [ \"$n\" -ge 1 ] || exec sleep 30","reload",$counter]}')" v2
+	expect_status 1
+	expect_contains "$(field .error)" "timed out after 4 s"
+	expect_equal "$before" "$(listing "$REMOTE")" "remote directory after rollback"
+	[ "$SECONDS" -lt 25 ] || { echo "took $SECONDS s"; return 1; }
+}
+
+@test "ssh: a failing validate command changes nothing on the remote and skips the reload" {
+	preinstall_v1
+	before=$(listing "$REMOTE")
+	deploy "$(target_config '. + {validate_command:["sh","-c","echo config test failed >&2; exit 1"]}')" v2
+	expect_status 1
+	expect_contains "$(field .error)" "validate command failed; nothing changed"
+	expect_contains "$(field .error)" "config test failed"
+	[ ! -e "$REMOTE/reloaded" ]
+	expect_equal "$before" "$(listing "$REMOTE")" "remote directory"
+}
+
+@test "ssh: the validate command sees the new files at their temp paths, the key never world-readable" {
+	preinstall_v1
+	chmod 0644 "$REMOTE/key.pem"
+	deploy "$(target_config --arg expected "$PKI/v2.key" '. + {key_mode:"0600", validate_command:["sh","-c",
+		"cmp -s \"$CERTCTL_NEW_KEY_PATH\" \"$1\" && [ \"$(stat -c %a \"$CERTCTL_NEW_KEY_PATH\")\" = 600 ] && case \"$CERTCTL_NEW_KEY_PATH\" in */.key.pem.certctl-tmp.*) ;; *) exit 1;; esac",
+		"validate", $expected]}')" v2
+	expect_status 0
+	cmp "$REMOTE/key.pem" "$PKI/v2.key"
+	expect_mode 600 "$REMOTE/key.pem"
+}
+
+@test "ssh: a changed host key in known_hosts is refused with 77 and nothing is written" {
+	preinstall_v1
+	before=$(listing "$REMOTE")
+	ssh-keygen -q -t ed25519 -N '' -f "$BATS_TEST_TMPDIR/other_host_key"
+	printf '[127.0.0.1]:%s %s\n' "$SSHD_PORT" "$(cut -d' ' -f1,2 "$BATS_TEST_TMPDIR/other_host_key.pub")" \
+		> "$BATS_TEST_TMPDIR/known_hosts"
+	deploy "$(target_config --arg known "$BATS_TEST_TMPDIR/known_hosts" '. + {known_hosts:$known}')" v2
+	expect_status 77
+	expect_contains "$stderr" "differs from the key known_hosts"
+	expect_contains "$stderr" "$SSHD_HOST_KEY_SHA256"
+	expect_equal "$before" "$(listing "$REMOTE")" "remote directory"
+}
+
+@test "ssh: an unknown host (empty known_hosts) is refused with 77" {
+	: > "$BATS_TEST_TMPDIR/known_hosts"
+	deploy "$(target_config --arg known "$BATS_TEST_TMPDIR/known_hosts" '. + {known_hosts:$known}')" v1
+	expect_status 77
+	expect_contains "$stderr" "is not in known_hosts"
+	expect_equal "" "$(ls -A "$REMOTE")" "remote directory"
+}
+
+@test "ssh: a known_hosts entry for another port does not vouch for this one" {
+	sed "s/]:$SSHD_PORT /]:22 /" "$SSHD_KNOWN_HOSTS" > "$BATS_TEST_TMPDIR/known_hosts"
+	deploy "$(target_config --arg known "$BATS_TEST_TMPDIR/known_hosts" '. + {known_hosts:$known}')" v1
+	expect_status 77
+}
+
+@test "ssh: hashed known_hosts entries are honoured" {
+	cp "$SSHD_KNOWN_HOSTS" "$BATS_TEST_TMPDIR/known_hosts"
+	ssh-keygen -q -H -f "$BATS_TEST_TMPDIR/known_hosts" 2>/dev/null
+	grep -q '^|1|' "$BATS_TEST_TMPDIR/known_hosts"
+	deploy "$(target_config --arg known "$BATS_TEST_TMPDIR/known_hosts" '. + {known_hosts:$known}')" v1
+	expect_status 0
+}
+
+@test "ssh: a @revoked host key is refused even when also listed as known" {
+	{ cat "$SSHD_KNOWN_HOSTS"; printf '@revoked '; cat "$SSHD_KNOWN_HOSTS"; } > "$BATS_TEST_TMPDIR/known_hosts"
+	deploy "$(target_config --arg known "$BATS_TEST_TMPDIR/known_hosts" '. + {known_hosts:$known}')" v1
+	expect_status 77
+	expect_contains "$stderr" "@revoked"
+}
+
+@test "ssh: a matching host_key_sha256 pin is trusted without known_hosts, in SHA256: and hex form" {
+	deploy "$(target_config --arg pin "$SSHD_HOST_KEY_SHA256" '. + {known_hosts:($dir+"/../none"), host_key_sha256:$pin}')" v1
+	expect_status 0
+	hex=$(printf '%s=' "${SSHD_HOST_KEY_SHA256#SHA256:}" | base64 -d | od -An -tx1 | tr -d ' \n')
+	deploy "$(target_config --arg pin "$hex" '. + {known_hosts:($dir+"/../none"), host_key_sha256:$pin}')" v2
+	expect_status 0
+	cmp "$REMOTE/key.pem" "$PKI/v2.key"
+}
+
+@test "ssh: a host_key_sha256 pin that does not match is refused with 77, even with known_hosts right" {
+	wrong=$(head -c 32 /dev/urandom | base64 | tr -d '=')
+	deploy "$(target_config --arg pin "SHA256:$wrong" '. + {host_key_sha256:$pin}')" v1
+	expect_status 77
+	expect_contains "$stderr" "does not match config host_key_sha256"
+	expect_equal "" "$(ls -A "$REMOTE")" "remote directory"
+}
+
+@test "ssh: a refused connection is 69" {
+	port=$(free_port)
+	deploy "$(target_config --argjson port "$port" '. + {port:$port, connect_timeout:3}')" v1
+	expect_status 69
+	expect_contains "$stderr" "cannot connect"
+}
+
+@test "ssh: a server that never speaks SSH is 69 within connect_timeout" {
+	port=$(free_port)
+	/usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(4)
+c = s.accept(); time.sleep(30)' "$port" 3>&- &
+	silent=$!
+	wait_for_port "$port" 10
+	SECONDS=0
+	deploy "$(target_config --argjson port "$port" '. + {port:$port, connect_timeout:2}')" v1
+	elapsed=$SECONDS
+	kill "$silent"
+	expect_status 69
+	expect_contains "$stderr" "handshake failed"
+	[ "$elapsed" -le 4 ] || { echo "took $elapsed s, connect_timeout is 2"; return 1; }
+}
+
+@test "ssh: a key the server does not accept is refused with 77" {
+	ssh-keygen -q -t ed25519 -N '' -f "$BATS_TEST_TMPDIR/stranger"
+	deploy "$(target_config --arg key "$BATS_TEST_TMPDIR/stranger" '. + {private_key_path:$key}')" v1
+	expect_status 77
+	expect_contains "$stderr" "authentication refused"
+}
+
+@test "ssh: an encrypted client key works with passphrase_file, the passphrase never in output" {
+	ssh-keygen -q -t ed25519 -N 'correct horse' -f "$BATS_TEST_TMPDIR/locked"
+	printf 'correct horse\n' > "$BATS_TEST_TMPDIR/passphrase"
+	cat "$BATS_TEST_TMPDIR/locked.pub" >> "$SSHD_DIR/authorized_keys"
+	deploy "$(target_config --arg key "$BATS_TEST_TMPDIR/locked" --arg pass "$BATS_TEST_TMPDIR/passphrase" \
+		'. + {private_key_path:$key, passphrase_file:$pass}')" v1
+	expect_status 0
+	printf 'wrong\n' > "$BATS_TEST_TMPDIR/passphrase"
+	deploy "$(target_config --arg key "$BATS_TEST_TMPDIR/locked" --arg pass "$BATS_TEST_TMPDIR/passphrase" \
+		'. + {private_key_path:$key, passphrase_file:$pass}')" v2
+	[ "$status" -ne 0 ]
+	case "$output$stderr" in *"correct horse"*|*wrong*) echo "passphrase leaked: $output $stderr"; return 1 ;; esac
+	cmp "$REMOTE/key.pem" "$PKI/v1.key"
+}
+
+@test "ssh: missing or malformed connection keys are 78 and name the key" {
+	deploy "$(target_config 'del(.host)')" v1
+	expect_status 78
+	expect_contains "$stderr" "config host"
+	deploy "$(target_config '. + {port:70000}')" v1
+	expect_status 78
+	expect_contains "$stderr" "config port"
+	deploy "$(target_config 'del(.private_key_path)')" v1
+	expect_status 78
+	expect_contains "$stderr" "private_key_path or password_file"
+	deploy "$(target_config '. + {host_key_sha256:"SHA256:nope"}')" v1
+	expect_status 78
+	expect_contains "$stderr" "config host_key_sha256"
+	deploy "$(target_config '. + {connect_timeout:"10"}')" v1
+	expect_status 78
+	expect_contains "$stderr" "config connect_timeout"
+	deploy "$(target_config '. + {private_key_path:"/nonexistent/key"}')" v1
+	expect_status 78
+	expect_contains "$stderr" "config private_key_path"
+}
+
+@test "ssh: a destination that is not a regular file aborts before anything is written" {
+	mkdir "$REMOTE/key.pem"
+	deploy "$(target_config)" v1
+	expect_status 73
+	expect_contains "$stderr" "not a regular file"
+	[ ! -e "$REMOTE/cert.pem" ]
+	[ ! -e "$REMOTE/reloaded" ]
+	expect_no_temp_files "$REMOTE"
+}
+
+@test "ssh: quotes and \$(…) in remote paths and argv reach the remote literally" {
+	dir="$REMOTE/it's \$(touch pwned)"
+	mkdir -p "$dir"
+	deploy "$(target_config --arg d "$dir" '. + {cert_path:($d+"/c'"'"'e\"rt $(id).pem"), key_path:($d+"/key `id`.pem"),
+		reload_command:["touch", ($d+"/reloaded '"'"'$(touch pwned2)'"'"'")]}')" v1
+	expect_status 0
+	cmp "$dir/c'e\"rt \$(id).pem" <(cat "$PKI/v1.pem" "$PKI/chain.pem")
+	cmp "$dir/key \`id\`.pem" "$PKI/v1.key"
+	[ -f "$dir/reloaded '\$(touch pwned2)'" ]
+	# An injected command would run in the remote login's home directory.
+	home=$(getent passwd root | cut -d: -f6)
+	found=$(find "$home" "$BATS_TEST_TMPDIR" -maxdepth 3 \( -name pwned -o -name pwned2 \) 2>/dev/null)
+	expect_equal "" "$found" "files created by injected commands"
+}
