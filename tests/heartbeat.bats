@@ -8,6 +8,11 @@ setup() {
 }
 
 teardown() {
+	if [ -n "${holder_pid:-}" ]; then
+		exec 4>&- 2>/dev/null
+		kill "$holder_pid" 2>/dev/null
+		wait "$holder_pid" 2>/dev/null
+	fi
 	if [ -n "${loop_pid:-}" ]; then
 		kill "$loop_pid" 2>/dev/null
 		wait "$loop_pid" 2>/dev/null
@@ -23,6 +28,32 @@ wait_until() {
 	done
 	echo "timed out waiting for: $1"
 	return 1
+}
+
+# A psql session fed through a FIFO, so a test decides when it commits.
+holder_start() {
+	mkfifo "$BATS_TEST_TMPDIR/holder"
+	PGAPPNAME=holder psql -XAtq -v ON_ERROR_STOP=1 <"$BATS_TEST_TMPDIR/holder" >/dev/null 3>&- &
+	holder_pid=$!
+	exec 4>"$BATS_TEST_TMPDIR/holder"
+	printf '%s\n' "$1" >&4
+	wait_until "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'holder'
+	            AND datname = current_database() AND state = 'idle in transaction'"
+}
+
+holder_commit() {
+	printf 'COMMIT;\n' >&4
+	exec 4>&-
+	wait "$holder_pid"
+	holder_pid=
+}
+
+# Starts one beat in the background and waits until it blocks on the holder's row lock.
+start_blocked_beat() {
+	certctl-heartbeat --agent agent-web01 >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" 3>&- &
+	loop_pid=$!
+	wait_until "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'certctl-heartbeat'
+	            AND datname = current_database() AND wait_event_type = 'Lock'"
 }
 
 start_loop() {
@@ -110,6 +141,36 @@ wait_loop_exit() {
 	expect_equal "" "$(sql "SELECT last_heartbeat_at FROM agents WHERE id = 'agent-web01'")"
 }
 
+@test "heartbeat: a beat racing with a retirement waits for it and exits 4" {
+	holder_start "BEGIN; UPDATE agents SET retired_at = now() WHERE id = 'agent-web01';"
+	start_blocked_beat
+	holder_commit
+	wait_loop_exit 5
+	expect_status 4
+	expect_equal true "$(jq -r .retired <<<"$output")"
+	expect_equal "" "$(sql "SELECT last_heartbeat_at FROM agents WHERE id = 'agent-web01'")"
+}
+
+@test "heartbeat: SIGTERM during a single beat finishes the beat, then exits 75" {
+	holder_start "BEGIN; UPDATE agents SET name = 'web01' WHERE id = 'agent-web01';"
+	start_blocked_beat
+	kill -TERM "$loop_pid"
+	holder_commit
+	wait_loop_exit 5
+	expect_status 75
+	expect_one_line_error "certctl-heartbeat"
+	expect_equal "agent-web01" "$(jq -r .agent_id <<<"$output")"
+	expect_equal t "$(sql "SELECT last_heartbeat_at IS NOT NULL FROM agents WHERE id = 'agent-web01'")"
+}
+
+@test "heartbeat: a closed standard output exits 73" {
+	status=0
+	certctl-heartbeat --agent agent-web01 >&- 2>"$BATS_TEST_TMPDIR/err" || status=$?
+	stderr=$(cat "$BATS_TEST_TMPDIR/err")
+	expect_status 73
+	expect_one_line_error "certctl-heartbeat"
+}
+
 @test "heartbeat: an --every 1 loop ends with 4 within two intervals of the retirement" {
 	start_loop --agent agent-web01 --every 1
 	sql "UPDATE agents SET retired_at = now() WHERE id = 'agent-web01'"
@@ -161,13 +222,14 @@ wait_loop_exit() {
 @test "heartbeat: --stale lists silent and never-seen agents, not fresh, retired or sentinel ones" {
 	sql "INSERT INTO agents (id, last_heartbeat_at, retired_at) VALUES
 	       ('agent-silent', now() - interval '10 minutes', NULL),
+	       ('agent-older', now() - interval '20 minutes', NULL),
 	       ('agent-fresh', now(), NULL),
 	       ('agent-gone', now() - interval '10 minutes', now())"
 	run --separate-stderr certctl-heartbeat --stale
 	expect_status 0
-	# agent-web01 never beat (NULL), so it is listed first.
-	expect_equal "agent-web01,agent-silent" "$(jq -r .id <<<"$output" | paste -sd, -)"
-	silent=$(sed -n 2p <<<"$output")
+	# agent-web01 never beat (NULL), so it is listed first, then the longest silent.
+	expect_equal "agent-web01,agent-older,agent-silent" "$(jq -r .id <<<"$output" | paste -sd, -)"
+	silent=$(sed -n 3p <<<"$output")
 	jq -e '.seconds_since_heartbeat >= 600 and .seconds_since_heartbeat < 700' <<<"$silent" >/dev/null
 	expect_equal null "$(sed -n 1p <<<"$output" | jq -r .seconds_since_heartbeat)"
 }

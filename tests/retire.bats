@@ -39,7 +39,9 @@ seed_dependencies() {
 	       ('job-5', 'Deployment', 'Completed', 'agent-web01', 'target-a'),
 	       ('job-7', 'Deployment', 'Failed', NULL, 'target-b'),
 	       ('job-8', 'Deployment', 'Pending', NULL, 'target-old'),
-	       ('job-6', 'Deployment', 'Pending', NULL, 'target-other')"
+	       ('job-6', 'Deployment', 'Pending', NULL, 'target-other');
+	     UPDATE jobs SET claimed_by = 'worker-1', attempts = 1, started_at = now(),
+	       lease_expires_at = now() + interval '10 minutes' WHERE id = 'job-2'"
 }
 
 # Everything retirement could change, as one string to compare before and after.
@@ -148,6 +150,9 @@ expect_sentinel_refused() {
 		"$(jq -r .retired_at <<<"$output")" "retired_at printed vs stored"
 	expect_equal "agent_retired|alice|User|agent" \
 		"$(sql "SELECT action, actor, actor_type, resource_type FROM audit_events WHERE resource_id = 'agent-idle'")"
+	sql "INSERT INTO agents (id) VALUES ('agent-idle2')"
+	CERTCTL_ACTOR=carol USER=alice certctl-retire agent-idle2 >/dev/null
+	expect_equal "carol" "$(sql "SELECT actor FROM audit_events WHERE resource_id = 'agent-idle2'")" "CERTCTL_ACTOR wins"
 }
 
 @test "retire: step 3: a replay exits 0 with already_retired, no new audit event, nothing changed" {
@@ -241,6 +246,8 @@ expect_sentinel_refused() {
 	details=$(sql "SELECT details FROM audit_events WHERE action = 'agent_retirement_cascaded'")
 	expect_equal "moved to k8s 2 2 4 2 4 true" \
 		"$(jq -r '"\(.reason) \(.active_targets) \(.active_certificates) \(.pending_jobs) \(.cascaded_targets) \(.cancelled_jobs) \(.force)"' <<<"$details")"
+	expect_equal "$(sql "SELECT certctl_rfc3339(retired_at) FROM agents WHERE id = 'agent-web01'")" \
+		"$(jq -r .retired_at <<<"$details")" "retired_at in details"
 }
 
 @test "retire: --force with no dependencies retires plainly and writes only agent_retired" {
@@ -374,6 +381,22 @@ seed_retired_agents() {
 	run --separate-stderr certctl-retire --list --page 9223372036854775807 --per-page 50
 	expect_status 0
 	expect_equal "" "$output" "far past the end"
+}
+
+@test "retire: the database itself refuses to retire a sentinel by hand" {
+	run --separate-stderr psql -XAtq -v ON_ERROR_STOP=1 -c "UPDATE agents SET retired_at = now() WHERE id = 'cloud-aws-sm'"
+	expect_equal 1 "$status" "psql status"
+	expect_contains "$stderr" "sentinel"
+	expect_equal "" "$(sql "SELECT retired_at FROM agents WHERE id = 'cloud-aws-sm'")"
+}
+
+@test "retire: a closed standard output exits 73" {
+	seed_retired_agents
+	status=0
+	certctl-retire --list >&- 2>"$BATS_TEST_TMPDIR/err" || status=$?
+	stderr=$(cat "$BATS_TEST_TMPDIR/err")
+	expect_status 73
+	expect_one_line_error "certctl-retire"
 }
 
 @test "retire: bad flags exit 64 with one line and change nothing" {

@@ -1,6 +1,8 @@
 /* certctl-heartbeat: record that an agent is alive, or list the silent ones. */
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "agents.h"
 #include "db.h"
@@ -24,6 +26,21 @@ enum {
 	OPTION_STALE,
 	OPTION_OLDER_THAN,
 };
+
+/*
+ * A closed descriptor 0-2 would be reused by the database socket, so output
+ * or diagnostics would be written into the connection: refuse a closed
+ * stdout, and park /dev/null on a closed stdin or stderr.
+ */
+static bool standard_streams_open(void)
+{
+	if (fcntl(STDOUT_FILENO, F_GETFD) == -1)
+		return false;
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd += STDERR_FILENO)
+		if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd)
+			return false;
+	return true;
+}
 
 int main(int argc, char *argv[])
 {
@@ -93,6 +110,10 @@ int main(int argc, char *argv[])
 	if (!stale && older_than >= 0)
 		return usage_error("--older-than goes with --stale");
 
+	if (!standard_streams_open()) {
+		code = error_set(&err, EXIT_CANT_CREATE, "standard output is closed");
+		goto out;
+	}
 	signals_install();
 	if ((conn = db_connect(common.dsn, &err)) == NULL) {
 		code = err.code;
