@@ -16,3 +16,27 @@ load helpers
 	expect_contains "$output" "exit status 4"
 	expect_equal "$before" "$(ls -d /tmp/certctl-demo.* 2>/dev/null | wc -l)" "demo work directories left behind"
 }
+
+@test "demo: Ctrl-C stops nginx, the database and removes its files" {
+	out="$BATS_TEST_TMPDIR/demo.out"
+	# A background job starts with SIGINT ignored; perl restores it, as a terminal would have it.
+	setsid perl -e '$SIG{INT} = "DEFAULT"; exec @ARGV' "$TESTS_DIR/demo" > "$out" 2>&1 &
+	leader=$!
+	for _ in $(seq 1 120); do
+		grep -aq 'Inventory' "$out" && break
+		sleep 0.5
+	done
+	workdir=$(grep -ao '/tmp/certctl-demo\.[A-Za-z0-9]*' "$out" | head -n 1)
+	[ -n "$workdir" ] || { echo "the demo never got as far as nginx: $(cat "$out")"; false; }
+	pgrep -f "nginx -p $workdir/nginx" >/dev/null
+	kill -INT -- "-$leader"
+	for _ in $(seq 1 60); do
+		kill -0 "$leader" 2>/dev/null || break
+		sleep 0.5
+	done
+	run pgrep -f "nginx -p $workdir/nginx"
+	expect_status 1
+	[ ! -e "$workdir" ] || { echo "$workdir left behind"; false; }
+	run kill -0 "$leader"
+	expect_status 1
+}
