@@ -1,0 +1,50 @@
+/* certctl-deploy: Deployment job lines in, installed certificates and finished jobs out. */
+#ifndef CERTCTL_DEPLOY_H
+#define CERTCTL_DEPLOY_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+#include "error.h"
+
+/* An agent silent for longer than this is offline and gets no deploy (CONTRACT step 2). */
+#define DEPLOY_OFFLINE_AFTER_SECONDS 300
+/* The probe retries while the served leaf is still the old one (reloads are asynchronous). */
+#define VERIFY_ATTEMPTS 10
+#define VERIFY_RETRY_MILLISECONDS 300
+#define VERIFY_TIMEOUT_SECONDS 5
+/* Lease of a job claimed by --job. */
+#define DEPLOY_CLAIM_LEASE_SECONDS 900
+
+enum verify_mode {
+	VERIFY_WARN,    /* probe when verify_endpoint is set; a mismatch is a warning (default) */
+	VERIFY_OFF,     /* never probe */
+	VERIFY_STRICT,  /* probe; a mismatch or failed probe fails the job */
+};
+
+struct deploy_options {
+	enum verify_mode verify;
+	bool dry_run;           /* plan and compare; write nothing, finish nothing */
+	const char *worker;     /* claimed_by for --job */
+};
+
+/*
+ * Deploys every Deployment job line read from input, passing other lines
+ * through to output unchanged and writing one result line per job. Per-job
+ * problems are logged on stderr and do not stop the run. Returns the most
+ * serious exit code met (exitcode.h); EXIT_TEMPORARY when SIGINT/SIGTERM
+ * stopped the run after the job in hand. err holds a run-level failure only.
+ */
+int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *input,
+		     FILE *output, struct error *err);
+
+/*
+ * Claims the Pending Deployment job job_id for options->worker, then deploys
+ * it as above. Unknown job: EXIT_NOT_FOUND; not Pending: EXIT_TEMPORARY.
+ */
+int deploy_job_by_id(PGconn *conn, const struct deploy_options *options, const char *job_id,
+		     FILE *output, struct error *err);
+
+#endif

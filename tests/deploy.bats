@@ -1,0 +1,405 @@
+#!/usr/bin/env bats
+# certctl-deploy end to end: real PostgreSQL, real nginx, real files.
+load helpers
+load lib/pki
+load lib/nginx
+
+setup() {
+	fresh_database
+	PKI="$BATS_TEST_TMPDIR/pki"
+	make_pki "$PKI"
+	for v in v0 v1 v2 v3; do make_leaf "$PKI" "$v" localhost; done
+	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
+	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
+	chmod 600 "$CERTCTL_KEY_FILE"
+	D="$BATS_TEST_TMPDIR/www"
+	mkdir -p "$D"
+	sql "INSERT INTO agents (id, last_heartbeat_at) VALUES ('agent-web01', now())"
+	sql "INSERT INTO managed_certificates (id) VALUES ('mc-shop')"
+}
+
+teardown() {
+	[ -z "${NGINX_DIR:-}" ] || stop_nginx "$NGINX_DIR"
+}
+
+# add_target ID TYPE CONFIG_JSON: a target of agent-web01 mapped to mc-shop.
+add_target() {
+	psql -XAtq -v ON_ERROR_STOP=1 -v id="$1" -v type="$2" -v config="$3" <<-'SQL'
+	INSERT INTO deployment_targets (id, type, agent_id, config) VALUES (:'id', :'type', 'agent-web01', :'config');
+	INSERT INTO certificate_targets (certificate_id, target_id) VALUES ('mc-shop', :'id');
+	SQL
+}
+
+files_config() {
+	jq -cn --arg d "$D" --argjson extra "${1:-{\}}" '{cert_path: ($d+"/cert.pem"), key_path: ($d+"/key.pem")} + $extra'
+}
+
+import_version() {
+	certctl-import --certificate mc-shop --cert "$PKI/$1.pem" --key "$PKI/$1.key" --chain "$PKI/chain.pem" >/dev/null
+}
+
+# Enqueues mc-shop's jobs and claims them as agent-web01: the job lines.
+claim_jobs() {
+	certctl-enqueue --certificate mc-shop >/dev/null
+	certctl-claim --agent agent-web01 --limit 100
+}
+
+deploy_lines() {
+	run --separate-stderr certctl-deploy "$@" <<<"$LINES"
+}
+
+job_column() {
+	sql "SELECT $1 FROM jobs ORDER BY created_at DESC, id DESC LIMIT 1"
+}
+
+pem_body() {
+	grep -v -- '-----' "$1" | tr -d '\n'
+}
+
+# A running nginx on a free port serving v0 from $D, and a target pointing at it.
+nginx_target() {
+	NGINX_DIR="$BATS_TEST_TMPDIR/nginx"
+	PORT=$(free_port)
+	cat "$PKI/v0.pem" "$PKI/chain.pem" > "$D/cert.pem"
+	cp "$PKI/v0.key" "$D/key.pem"
+	start_nginx "$NGINX_DIR" "$PORT" "$D/cert.pem" "$D/key.pem"
+	add_target target-web01-nginx nginx "$(files_config "$(jq -cn \
+		--argjson v "$(nginx_validate_argv "$NGINX_DIR")" --argjson r "${1:-$(nginx_reload_argv "$NGINX_DIR")}" \
+		--arg e "127.0.0.1:$PORT" '{validate_command: $v, reload_command: $r, verify_endpoint: $e, verify_sni: "localhost"}')")"
+}
+
+@test "deploy: claim | deploy puts v1 and then v2 on a running nginx, verified and recorded" {
+	nginx_target
+	expect_equal "$(fingerprint "$PKI/v0.pem")" "$(served_fingerprint "$PORT")" "served before"
+	import_version v1
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 0
+	expect_equal Completed "$(jq -r .status <<<"$output")"
+	expect_equal snapshotted "$(jq -r .metadata.backup_status_cert <<<"$output")"
+	expect_equal success "$(jq -r .verification.status <<<"$output")"
+	wait_served_fingerprint "$PORT" "$(fingerprint "$PKI/v1.pem")"
+	expect_equal "Completed|success|$(fingerprint "$PKI/v1.pem")" \
+		"$(job_column "status || '|' || verification_status || '|' || verified_fingerprint")"
+	expect_equal snapshotted "$(job_column "result->>'backup_status_key'")"
+	expect_equal 1 "$(sql "SELECT count(*) FROM audit_events WHERE action = 'deployment_job_completed'")" "audit events"
+	expect_equal 1 "$(sql "SELECT count(*) FROM notification_events WHERE type = 'deployment_completed'")" "notifications"
+
+	import_version v2
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 0
+	wait_served_fingerprint "$PORT" "$(fingerprint "$PKI/v2.pem")"
+
+	# v3 with v1's key: refused at import, so nothing reaches nginx
+	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/v3.pem" --key "$PKI/v1.key"
+	expect_status 65
+	expect_equal "$(fingerprint "$PKI/v2.pem")" "$(served_fingerprint "$PORT")" "served after a refused v3"
+}
+
+@test "deploy: a failing validate command leaves nginx serving v2 and the job Failed (exit 1)" {
+	nginx_target
+	import_version v2
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 0
+	wait_served_fingerprint "$PORT" "$(fingerprint "$PKI/v2.pem")"
+	# the same nginx -t, against a config that does not exist
+	sql "UPDATE deployment_targets SET config = jsonb_set(config, '{validate_command}', '[\"nginx\",\"-t\",\"-c\",\"$BATS_TEST_TMPDIR/missing.conf\"]')"
+	import_version v3
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 1
+	expect_equal Failed "$(jq -r .status <<<"$output")"
+	expect_contains "$(jq -r .error <<<"$output")" "validate command failed; nothing changed: nginx exited 1"
+	expect_one_line_error certctl-deploy
+	expect_equal Failed "$(job_column status)"
+	cmp "$PKI/v2.key" "$D/key.pem"
+	nginx -p "$NGINX_DIR" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf" -s reload
+	sleep 0.5
+	expect_equal "$(fingerprint "$PKI/v2.pem")" "$(served_fingerprint "$PORT")" "served after failed validate"
+}
+
+@test "deploy: a failing reload restores v2, reloads again, and nginx still serves v2" {
+	reload="$BATS_TEST_TMPDIR/reload-fails-once"
+	cat > "$reload" <<-SCRIPT
+	#!/bin/sh
+	echo reload >> "$BATS_TEST_TMPDIR/reloads"
+	if [ -e "$BATS_TEST_TMPDIR/armed" ] && [ ! -e "$BATS_TEST_TMPDIR/failed" ]; then
+		touch "$BATS_TEST_TMPDIR/failed"; echo "reload refused" >&2; exit 1
+	fi
+	exec nginx -p "$BATS_TEST_TMPDIR/nginx" -e "$BATS_TEST_TMPDIR/nginx/error.log" -c "$BATS_TEST_TMPDIR/nginx/nginx.conf" -s reload
+	SCRIPT
+	chmod +x "$reload"
+	nginx_target "[\"$reload\"]"
+	import_version v2
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 0
+	wait_served_fingerprint "$PORT" "$(fingerprint "$PKI/v2.pem")"
+	touch "$BATS_TEST_TMPDIR/armed"
+	: > "$BATS_TEST_TMPDIR/reloads"
+	import_version v3
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 1
+	expect_contains "$(jq -r .error <<<"$output")" "reload command failed; rolled back to pre-deploy state"
+	expect_equal restored "$(jq -r .metadata.backup_status_cert <<<"$output")"
+	expect_equal 2 "$(wc -l < "$BATS_TEST_TMPDIR/reloads")" "reloads run"
+	expect_equal "Failed" "$(job_column status)"
+	expect_contains "$(job_column last_error)" "rolled back to pre-deploy state"
+	sleep 0.5
+	expect_equal "$(fingerprint "$PKI/v2.pem")" "$(served_fingerprint "$PORT")" "served after the rollback"
+	cmp "$PKI/v2.key" "$D/key.pem"
+}
+
+@test "deploy: an unchanged redeploy is Skipped and runs no reload" {
+	add_target target-files file "$(files_config "$(jq -cn --arg m "$BATS_TEST_TMPDIR/reloaded" '{reload_command: ["touch", $m]}')")"
+	import_version v1
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 0
+	rm "$BATS_TEST_TMPDIR/reloaded"
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 0
+	expect_equal Skipped "$(jq -r .status <<<"$output")"
+	expect_equal Completed "$(job_column status)"
+	[ ! -e "$BATS_TEST_TMPDIR/reloaded" ]
+}
+
+@test "deploy: a retired agent's job fails with 'assigned agent is retired', audited and notified" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	sql "UPDATE agents SET retired_at = now() WHERE id = 'agent-web01'"
+	deploy_lines
+	expect_status 1
+	expect_equal Failed "$(jq -r .status <<<"$output")"
+	expect_equal "assigned agent is retired" "$(jq -r .error <<<"$output")"
+	expect_equal "Failed|assigned agent is retired" "$(job_column "status || '|' || last_error")"
+	expect_equal 1 "$(sql "SELECT count(*) FROM audit_events WHERE action = 'deployment_job_failed'")" "audit"
+	expect_equal 1 "$(sql "SELECT count(*) FROM notification_events WHERE type = 'deployment_failed'")" "notification"
+	[ ! -e "$D/cert.pem" ]
+}
+
+@test "deploy: an agent silent for more than 5 minutes gets 'agent is offline'" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	sql "UPDATE agents SET last_heartbeat_at = now() - interval '6 minutes'"
+	deploy_lines
+	expect_status 1
+	expect_equal "Failed|agent is offline" "$(job_column "status || '|' || last_error")"
+	expect_equal 1 "$(sql "SELECT count(*) FROM audit_events WHERE action = 'deployment_job_failed'")" "audit"
+	[ ! -e "$D/cert.pem" ]
+}
+
+# default_commands TYPE CONFIG EXPECTED: stubs first in PATH record their argv.
+default_commands() {
+	local stubs="$BATS_TEST_TMPDIR/stubs" name
+	mkdir -p "$stubs"
+	for name in nginx apachectl haproxy systemctl postfix doveconf doveadm; do
+		printf '#!/bin/sh\necho "%s $*" >> "%s/argv"\n' "$name" "$BATS_TEST_TMPDIR" > "$stubs/$name"
+		chmod +x "$stubs/$name"
+	done
+	add_target "target-$1" "$1" "$2"
+	import_version v1
+	LINES=$(claim_jobs)
+	PATH="$stubs:$PATH" run --separate-stderr certctl-deploy <<<"$LINES"
+	expect_status 0
+	expect_equal "$3" "$(paste -sd'|' "$BATS_TEST_TMPDIR/argv")" "commands run"
+}
+
+@test "deploy: nginx targets run 'nginx -t' and 'nginx -s reload' by default" {
+	default_commands nginx "$(files_config)" "nginx -t|nginx -s reload"
+}
+
+@test "deploy: apache targets run 'apachectl configtest' and 'apachectl graceful' by default" {
+	default_commands apache "$(files_config)" "apachectl configtest|apachectl graceful"
+}
+
+@test "deploy: haproxy targets run 'haproxy -c -f /etc/haproxy/haproxy.cfg' and 'systemctl reload haproxy' by default" {
+	default_commands haproxy "$(jq -cn --arg d "$D" '{combined_path: ($d+"/site.pem")}')" \
+		"haproxy -c -f /etc/haproxy/haproxy.cfg|systemctl reload haproxy"
+	cat "$PKI/v1.pem" "$PKI/chain.pem" "$PKI/v1.key" | cmp - "$D/site.pem"
+}
+
+@test "deploy: postfix targets run 'postfix check' and 'postfix reload' by default" {
+	default_commands postfix "$(files_config)" "postfix check|postfix reload"
+}
+
+@test "deploy: dovecot targets run 'doveconf -n' and 'doveadm reload' by default" {
+	default_commands dovecot "$(files_config)" "doveconf -n|doveadm reload"
+}
+
+@test "deploy: a malformed line is 65 with its line number; the other lines are still deployed" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(printf '{"id": broken\n%s\n' "$(claim_jobs)")
+	deploy_lines
+	expect_status 65
+	expect_contains "$stderr" "line 1:"
+	expect_equal Completed "$(jq -r .status <<<"$output")"
+	expect_equal Completed "$(job_column status)"
+}
+
+@test "deploy: other job types pass through untouched on stdout" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	other='{"id":"job-x","type":"Renewal",  "status":"Running","extra":[1, 2]}'
+	LINES=$(printf '%s\n%s\n' "$other" "$(claim_jobs)")
+	deploy_lines
+	expect_status 0
+	expect_equal "$other" "$(head -n1 <<<"$output")" "passed-through line"
+	expect_equal Completed "$(tail -n1 <<<"$output" | jq -r .status)"
+}
+
+@test "deploy: an unknown target type is 78 and the job Failed with that error" {
+	add_target target-odd file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	sql "UPDATE deployment_targets SET type = 'gopher'"
+	deploy_lines
+	expect_status 78
+	expect_contains "$(job_column last_error)" "unknown target type 'gopher'"
+	expect_one_line_error certctl-deploy
+}
+
+@test "deploy: a certificate without a version is 66" {
+	add_target target-files file "$(files_config)"
+	sql "INSERT INTO jobs (id, type, status, certificate_id, target_id, agent_id, attempts, claimed_by, started_at, lease_expires_at)
+	     VALUES ('job-1', 'Deployment', 'Running', 'mc-shop', 'target-files', 'agent-web01', 1, 't', now(), now() + interval '15 min')"
+	LINES=$(jq -cn '{id:"job-1",type:"Deployment",status:"Running",claimed_by:"t",attempts:1}')
+	deploy_lines
+	expect_status 66
+	expect_contains "$stderr" "mc-shop: certificate has no version to deploy"
+	expect_equal Failed "$(job_column status)"
+}
+
+@test "deploy: a job no longer Running under the line's claim is refused and left alone" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	sql "UPDATE jobs SET attempts = attempts + 1, claimed_by = 'someone-else'"
+	deploy_lines
+	expect_status 75
+	expect_contains "$stderr" "claim lost"
+	expect_equal "" "$output" "stdout"
+	expect_equal "Running|someone-else" "$(job_column "status || '|' || claimed_by")"
+	[ ! -e "$D/cert.pem" ]
+}
+
+@test "deploy: a job is never completed twice" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 0
+	completed_at=$(job_column completed_at)
+	deploy_lines
+	expect_status 75
+	expect_equal "$completed_at" "$(job_column completed_at)" "completed_at"
+	expect_equal 1 "$(sql "SELECT count(*) FROM audit_events WHERE action = 'deployment_job_completed'")" "audit"
+}
+
+@test "deploy: private keys never reach stdout, stderr, jobs.result or audit" {
+	add_target target-files file "$(files_config '{"reload_command":["false"]}')"
+	import_version v1
+	LINES=$(claim_jobs)
+	deploy_lines -v
+	expect_status 1
+	body=$(pem_body "$PKI/v1.key")
+	for text in "$output" "$stderr" "$(sql "SELECT result::text FROM jobs")" "$(sql "SELECT string_agg(details::text, ' ') FROM audit_events")"; do
+		case "$text" in *"${body:10:40}"*) echo "key material leaked: $text"; return 1 ;; esac
+	done
+}
+
+@test "deploy: --dry-run reports which files would change, writes nothing and leaves the job Running" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	deploy_lines --dry-run
+	expect_status 0
+	expect_equal "[\"$D/cert.pem\",\"$D/key.pem\"]" "$(jq -c .metadata.would_change <<<"$output")"
+	expect_equal true "$(jq -r .dry_run <<<"$output")"
+	[ ! -e "$D/cert.pem" ]
+	expect_equal Running "$(job_column status)"
+}
+
+@test "deploy: --job ID claims that Pending job itself and deploys it" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	certctl-enqueue --certificate mc-shop >/dev/null
+	id=$(job_column id)
+	run --separate-stderr certctl-deploy --job "$id" --worker w1
+	expect_status 0
+	expect_equal "Completed|w1|1" "$(job_column "status || '|' || claimed_by || '|' || attempts")"
+	cmp "$PKI/v1.key" "$D/key.pem"
+	run --separate-stderr certctl-deploy --job "$id"
+	expect_status 75
+	expect_one_line_error certctl-deploy
+	run --separate-stderr certctl-deploy --job job-nope
+	expect_status 66
+}
+
+@test "deploy: two certctl-deploy processes on one destination serialize" {
+	add_target target-a file "$(files_config "$(jq -cn --arg l "$BATS_TEST_TMPDIR/log" \
+		'{validate_command: ["sh","-c","echo start >> \"$1\"; sleep 0.5; echo end >> \"$1\"","sh",$l]}')")"
+	sql "INSERT INTO agents (id, last_heartbeat_at) VALUES ('agent-web02', now())"
+	add_target target-b file "$(sql "SELECT config::text FROM deployment_targets")"
+	sql "UPDATE deployment_targets SET agent_id = 'agent-web02' WHERE id = 'target-b'"
+	sql "INSERT INTO managed_certificates (id) VALUES ('mc-other')"
+	sql "UPDATE certificate_targets SET certificate_id = 'mc-other' WHERE target_id = 'target-b'"
+	import_version v1
+	certctl-import --certificate mc-other --cert "$PKI/v2.pem" --key "$PKI/v2.key" >/dev/null
+	certctl-enqueue --certificate mc-shop >/dev/null
+	certctl-enqueue --certificate mc-other >/dev/null
+	certctl-claim --agent agent-web01 | certctl-deploy > "$BATS_TEST_TMPDIR/a.out" &
+	first=$!
+	certctl-claim --agent agent-web02 | certctl-deploy > "$BATS_TEST_TMPDIR/b.out" &
+	second=$!
+	wait "$first"
+	wait "$second"
+	expect_equal "start end start end" "$(paste -sd' ' "$BATS_TEST_TMPDIR/log")" "validate runs"
+	expect_equal 2 "$(sql "SELECT count(*) FROM jobs WHERE status = 'Completed'")" "completed jobs"
+}
+
+@test "deploy: SIGTERM mid-deploy finishes the job in hand, leaves the next alone and exits 75" {
+	add_target target-files file "$(files_config '{"reload_command":["sh","-c","kill -TERM $PPID; sleep 0.2"]}')"
+	import_version v1
+	LINES=$(claim_jobs)
+	sql "INSERT INTO jobs (id, type, status, certificate_id, target_id, agent_id, attempts, claimed_by, started_at)
+	     VALUES ('job-next', 'Deployment', 'Running', 'mc-shop', 'target-files', 'agent-web01', 1, 't', now())"
+	LINES=$(printf '%s\n%s\n' "$LINES" '{"id":"job-next","type":"Deployment","claimed_by":"t","attempts":1}')
+	deploy_lines
+	expect_status 75
+	expect_equal 1 "$(grep -c . <<<"$output")" "result lines"
+	expect_equal Completed "$(jq -r .status <<<"$output")"
+	cmp "$PKI/v1.key" "$D/key.pem"
+	expect_equal Running "$(sql "SELECT status FROM jobs WHERE id = 'job-next'")"
+}
+
+@test "deploy: a verification mismatch is a warning by default and a failure with --verify=strict" {
+	NGINX_DIR="$BATS_TEST_TMPDIR/nginx"
+	PORT=$(free_port)
+	start_nginx "$NGINX_DIR" "$PORT" "$PKI/v0.pem" "$PKI/v0.key"
+	add_target target-files file "$(files_config "$(jq -cn --arg e "127.0.0.1:$PORT" '{verify_endpoint: $e, verify_sni: "localhost"}')")"
+	import_version v1
+	LINES=$(claim_jobs)
+	deploy_lines
+	expect_status 0
+	expect_equal "Completed|mismatch|$(fingerprint "$PKI/v0.pem")" \
+		"$(job_column "status || '|' || verification_status || '|' || verified_fingerprint")"
+	expect_contains "$stderr" "verification mismatch"
+	import_version v2
+	LINES=$(claim_jobs)
+	deploy_lines --verify=strict
+	expect_status 1
+	expect_equal "Failed|mismatch" "$(job_column "status || '|' || verification_status")"
+	import_version v3
+	LINES=$(claim_jobs)
+	deploy_lines --no-verify
+	expect_status 0
+	expect_equal "Completed|skipped" "$(job_column "status || '|' || verification_status")"
+}
