@@ -230,9 +230,10 @@ int inventory_import(PGconn *conn, FILE *input, FILE *output, struct error *err)
 		}
 		code = import_line(conn, line, output, err);
 		json_object_put(line);
+		/* No later line can succeed without stdout or the database. */
 		if (code == EXIT_CANT_CREATE || code == EXIT_UNAVAILABLE) {
-			status = code;
-			break;
+			jsonl_reader_free(&reader);
+			return code;
 		}
 		if (code != 0) {
 			error_prefix(err, "line %ld", reader.line_number);

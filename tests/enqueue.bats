@@ -151,6 +151,15 @@ target-web02-nginx|agent-web02|mc-shop" \
 	expect_equal 2 "$(pending_jobs)" "pending jobs"
 }
 
+@test "enqueue: an unwritable standard output exits 73, the jobs being created" {
+	add_version mc-shop
+	status=0
+	certctl-enqueue --certificate mc-shop > /dev/full 2> "$BATS_TEST_TMPDIR/err" || status=$?
+	expect_status 73
+	expect_contains "$(cat "$BATS_TEST_TMPDIR/err")" "certctl-enqueue: standard output"
+	expect_equal 2 "$(pending_jobs)" "pending jobs"
+}
+
 @test "enqueue: usage errors exit 64; an unreachable database exits 69" {
 	run --separate-stderr certctl-enqueue
 	expect_status 64
