@@ -371,3 +371,47 @@ c = s.accept(); time.sleep(30)' "$port" 3>&- &
 	found=$(find "$home" "$BATS_TEST_TMPDIR" -maxdepth 3 \( -name pwned -o -name pwned2 \) 2>/dev/null)
 	expect_equal "" "$found" "files created by injected commands"
 }
+
+# The control-host pipeline: import → enqueue → claim | deploy, over SSH.
+pipeline_setup() {
+	fresh_database
+	openssl rand -hex 32 > "$BATS_TEST_TMPDIR/certctl.key"
+	chmod 0600 "$BATS_TEST_TMPDIR/certctl.key"
+	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/certctl.key"
+	jq -cn --argjson config "$(target_config "${@:-.}")" '
+		{kind:"agent", id:"agent-control", name:"control"},
+		{kind:"target", id:"target-web09-ssh", type:"ssh", agent_id:"agent-control", config:$config},
+		{kind:"certificate", id:"mc-shop", name:"shop", targets:["target-web09-ssh"]}' |
+		certctl-import >/dev/null
+	certctl-heartbeat --agent agent-control >/dev/null
+}
+
+@test "ssh: claim | deploy on a control host deploys to the ssh target and completes the job" {
+	pipeline_setup
+	certctl-import --certificate mc-shop --cert "$PKI/v1.pem" --chain "$PKI/chain.pem" \
+		--key "$PKI/v1.key" --enqueue >/dev/null
+	run --separate-stderr bash -c 'certctl-claim --type Deployment --agent agent-control | certctl-deploy --no-verify'
+	expect_status 0
+	expect_equal Completed "$(field .status)"
+	expect_equal no_pre_existing "$(field .metadata.backup_status_key)"
+	expect_equal Completed "$(sql "SELECT status FROM jobs WHERE target_id = 'target-web09-ssh'")" "job status"
+	cmp "$REMOTE/cert.pem" <(cat "$PKI/v1.pem" "$PKI/chain.pem")
+	cmp "$REMOTE/key.pem" "$PKI/v1.key"
+	[ -f "$REMOTE/reloaded" ]
+}
+
+@test "ssh: claim | deploy fails the job, rolled back, when the remote reload fails" {
+	pipeline_setup '. + {reload_command:["sh","-c","echo nginx would not reload >&2; exit 1"]}'
+	preinstall_v1
+	before=$(listing "$REMOTE")
+	certctl-import --certificate mc-shop --cert "$PKI/v2.pem" --chain "$PKI/chain.pem" \
+		--key "$PKI/v2.key" --enqueue >/dev/null
+	run --separate-stderr bash -c 'certctl-claim --type Deployment --agent agent-control | certctl-deploy --no-verify'
+	expect_status 1
+	expect_equal Failed "$(field .status)"
+	expect_equal true "$(field .metadata.daemon_state_unknown)"
+	expect_equal Failed "$(sql "SELECT status FROM jobs WHERE target_id = 'target-web09-ssh'")" "job status"
+	expect_contains "$(sql "SELECT last_error FROM jobs WHERE target_id = 'target-web09-ssh'")" \
+		"reload command failed; rolled back to pre-deploy state"
+	expect_equal "$before" "$(listing "$REMOTE")" "remote directory after rollback"
+}
