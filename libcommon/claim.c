@@ -202,33 +202,35 @@ int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
 	*count = 0;
 	snprintf(limit, sizeof(limit), "%ld", request->limit);
 	snprintf(lease, sizeof(lease), "%ld", request->lease_seconds);
-	if ((code = db_begin(conn, err)) != 0)
-		return code;
 	if (request->agent_id == NULL) {
+		/* One statement is its own transaction: no BEGIN/COMMIT round trips. */
 		results[0] = db_query(conn, request->any ? claim_any_sql : claim_central_sql,
 				      4, params, err);
 		if (results[result_count++] == NULL)
-			goto fail;
-	} else {
-		if ((code = lock_active_agent(conn, request->agent_id, err)) != 0)
-			goto fail;
-		results[0] = db_query(conn, claim_agent_assigned_sql, 5, params, err);
-		if (results[result_count++] == NULL)
-			goto fail;
-		claimed = PQntuples(results[0]);
-		if (claimed < request->limit) {
-			snprintf(remaining, sizeof(remaining), "%ld", request->limit - claimed);
-			params[1] = remaining;
-			results[result_count] = db_query(conn, claim_agent_targeted_sql, 5, params, err);
-			if (results[result_count++] == NULL)
-				goto fail;
-		}
-		results[result_count] = db_query(conn, list_agent_awaiting_csr_sql, 3, csr_params, err);
+			return err->code;
+		goto print;
+	}
+	if ((code = db_begin(conn, err)) != 0)
+		return code;
+	if ((code = lock_active_agent(conn, request->agent_id, err)) != 0)
+		goto fail;
+	results[0] = db_query(conn, claim_agent_assigned_sql, 5, params, err);
+	if (results[result_count++] == NULL)
+		goto fail;
+	claimed = PQntuples(results[0]);
+	if (claimed < request->limit) {
+		snprintf(remaining, sizeof(remaining), "%ld", request->limit - claimed);
+		params[1] = remaining;
+		results[result_count] = db_query(conn, claim_agent_targeted_sql, 5, params, err);
 		if (results[result_count++] == NULL)
 			goto fail;
 	}
+	results[result_count] = db_query(conn, list_agent_awaiting_csr_sql, 3, csr_params, err);
+	if (results[result_count++] == NULL)
+		goto fail;
 	if ((code = db_commit(conn, err)) != 0)
 		goto out;
+print:
 	/* Printed only once committed: a line on stdout is a job this worker owns. */
 	code = write_job_lines(output, results, result_count, false, count, err);
 	goto out;
