@@ -239,7 +239,8 @@ static int tcp_connect(const struct ssh_options *options, long long deadline, in
 			last_errno = errno;
 			continue;
 		}
-		if (connect(fd, address->ai_addr, address->ai_addrlen) != 0 && errno == EINPROGRESS) {
+		int connect_errno = connect(fd, address->ai_addr, address->ai_addrlen) == 0 ? 0 : errno;
+		if (connect_errno == EINPROGRESS) {
 			struct pollfd ready = { .fd = fd, .events = POLLOUT };
 			int error_code = ETIMEDOUT;
 			socklen_t size = sizeof(error_code);
@@ -250,14 +251,14 @@ static int tcp_connect(const struct ssh_options *options, long long deadline, in
 			while (polled < 0 && errno == EINTR && now_ms() < deadline);
 			if (polled > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &error_code, &size) != 0)
 				error_code = errno;
-			errno = polled > 0 ? error_code : ETIMEDOUT;
+			connect_errno = polled > 0 ? error_code : ETIMEDOUT;
 		}
-		if (errno == 0 || errno == EISCONN) {
+		if (connect_errno == 0) {
 			*socket_out = fd;
 			freeaddrinfo(addresses);
 			return 0;
 		}
-		last_errno = errno;
+		last_errno = connect_errno;
 		close(fd);
 		if (now_ms() >= deadline)
 			break;
