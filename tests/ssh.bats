@@ -130,8 +130,9 @@ preinstall_v1() {
 	expect_equal "$before" "$(listing "$REMOTE")" "remote directory"
 }
 
-@test "ssh: a failed reload restores every file's bytes and mode, removes new files, reloads again, exit 1" {
+@test "ssh: a failed reload restores every file's bytes, mode and owner, removes new files, reloads again, exit 1" {
 	preinstall_v1
+	chown nobody:nogroup "$REMOTE/cert.pem"
 	before=$(listing "$REMOTE")
 	# Fails the first time, succeeds the second; counts its runs outside $REMOTE.
 	counter="$BATS_TEST_TMPDIR/reloads"
@@ -355,6 +356,27 @@ c = s.accept(); time.sleep(30)' "$port" 3>&- &
 	[ ! -e "$REMOTE/cert.pem" ]
 	[ ! -e "$REMOTE/reloaded" ]
 	expect_no_temp_files "$REMOTE"
+}
+
+@test "ssh: a symbolic link at a destination is refused, not replaced" {
+	preinstall_v1
+	mv "$REMOTE/key.pem" "$REMOTE/real.key"
+	ln -s real.key "$REMOTE/key.pem"
+	before=$(listing "$REMOTE")
+	deploy "$(target_config)" v2
+	expect_status 73
+	expect_contains "$stderr" "$REMOTE/key.pem: exists and is not a regular file"
+	expect_equal "$before" "$(listing "$REMOTE")" "remote directory"
+}
+
+@test "ssh: a temp file that cannot be created is 73 and leaves every destination as it was" {
+	preinstall_v1
+	before=$(listing "$REMOTE")
+	deploy "$(target_config '. + {chain_path:($dir+"/missing/chain.pem")}')" v2
+	expect_status 73
+	expect_contains "$stderr" "$REMOTE/missing/chain.pem: temp file"
+	expect_contains "$stderr" "nothing changed"
+	expect_equal "$before" "$(listing "$REMOTE")" "remote directory"
 }
 
 @test "ssh: quotes and \$(…) in remote paths and argv reach the remote literally" {
