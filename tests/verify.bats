@@ -279,7 +279,11 @@ insert_certificate() {
 	start=$(now_ms)
 	certctl-verify "127.0.0.1:$SILENT_PORT" --timeout 30 >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" 3>&- &
 	pid=$!
-	sleep 0.5
+	# Signal only once it is in the handshake (connected), not while it starts up.
+	for _ in $(seq 1 100); do
+		[ -n "$(ss -Htn state established "( dport = :$SILENT_PORT )")" ] && break
+		sleep 0.05
+	done
 	kill -TERM "$pid"
 	status=0
 	wait "$pid" || status=$?
