@@ -281,6 +281,16 @@ preinstall_v1() {
 	expect_equal "" "$(ls -A "$REMOTE")" "remote directory"
 }
 
+@test "ssh: a right pin does not override a known_hosts entry that contradicts it" {
+	ssh-keygen -q -t ed25519 -N '' -f "$BATS_TEST_TMPDIR/other_host_key"
+	printf '[127.0.0.1]:%s %s\n' "$SSHD_PORT" "$(cut -d' ' -f1,2 "$BATS_TEST_TMPDIR/other_host_key.pub")" \
+		> "$BATS_TEST_TMPDIR/known_hosts"
+	deploy "$(target_config --arg known "$BATS_TEST_TMPDIR/known_hosts" --arg pin "$SSHD_HOST_KEY_SHA256" \
+		'. + {known_hosts:$known, host_key_sha256:$pin}')" v1
+	expect_status 77
+	expect_equal "" "$(ls -A "$REMOTE")" "remote directory"
+}
+
 @test "ssh: a refused connection is 69" {
 	port=$(free_port)
 	deploy "$(target_config --argjson port "$port" '. + {port:$port, connect_timeout:3}')" v1
@@ -325,6 +335,15 @@ c = s.accept(); time.sleep(30)' "$port" 3>&- &
 	[ "$status" -ne 0 ]
 	case "$output$stderr" in *"correct horse"*|*wrong*) echo "passphrase leaked: $output $stderr"; return 1 ;; esac
 	cmp "$REMOTE/key.pem" "$PKI/v1.key"
+}
+
+@test "ssh: password_file is sent as a password, refused here with 77, and never echoed" {
+	printf 'hunter2-secret\n' > "$BATS_TEST_TMPDIR/password"
+	deploy "$(target_config --arg pass "$BATS_TEST_TMPDIR/password" 'del(.private_key_path) + {password_file:$pass}')" v1
+	expect_status 77
+	expect_contains "$stderr" "authentication refused (password)"
+	case "$output$stderr" in *hunter2*) echo "password leaked: $output $stderr"; return 1 ;; esac
+	expect_equal "" "$(ls -A "$REMOTE")" "remote directory"
 }
 
 @test "ssh: missing or malformed connection keys are 78 and name the key" {
