@@ -309,6 +309,26 @@ now_ms() {
 	expect_one_line_error certctl-claim
 }
 
+@test "claim: SIGTERM during a claim in flight lets it finish and print, then exits 75" {
+	add_agent agent-a
+	add_job job-a Deployment Pending agent-a
+	# Hold the agent row so the claim blocks inside its transaction.
+	psql -XAtq -v ON_ERROR_STOP=1 -c "BEGIN; SELECT 1 FROM agents WHERE id = 'agent-a' FOR UPDATE;
+		SELECT pg_sleep(1.5); ROLLBACK;" >/dev/null &
+	holder=$!
+	sleep 0.5
+	certctl-claim --agent agent-a >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	pid=$!
+	sleep 0.5
+	kill -TERM "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	wait "$holder"
+	expect_equal 75 "$rc" "exit status"
+	expect_equal "job-a Running" "$(jq -r '"\(.id) \(.status)"' "$BATS_TEST_TMPDIR/out")"
+	expect_equal "Running" "$(job_status job-a)"
+}
+
 @test "claim: a retired agent gets exit 4 and no jobs" {
 	add_agent agent-a
 	add_job job-a Deployment Pending agent-a
