@@ -91,6 +91,10 @@ static int wait_for(int fd, short events, long long deadline, const char *what,
 	int ready;
 
 	for (;;) {
+		/* A signal that came between two waits would otherwise go unseen until the deadline. */
+		if (signals_stop_requested())
+			return error_set(err, EXIT_TEMPORARY, "%s: %s interrupted by a signal",
+					 endpoint, what);
 		remaining = deadline - monotonic_ms();
 		if (remaining <= 0)
 			return error_set(err, EXIT_UNAVAILABLE, "%s: %s timed out after %d s",
@@ -101,9 +105,6 @@ static int wait_for(int fd, short events, long long deadline, const char *what,
 		if (ready < 0 && errno != EINTR)
 			return error_set(err, EXIT_UNAVAILABLE, "%s: %s: %s", endpoint, what,
 					 strerror(errno));
-		if (ready < 0 && signals_stop_requested())
-			return error_set(err, EXIT_TEMPORARY, "%s: %s interrupted by a signal",
-					 endpoint, what);
 	}
 }
 
