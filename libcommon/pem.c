@@ -57,7 +57,9 @@ static char *bio_to_string(BIO *bio)
 	copy = malloc((size_t)length + 1);
 	if (copy == NULL)
 		return NULL;
-	memcpy(copy, data, (size_t)length);
+	/* An empty memory BIO (no intermediates) has no data pointer at all. */
+	if (length > 0)
+		memcpy(copy, data, (size_t)length);
 	copy[length] = '\0';
 	return copy;
 }
