@@ -366,6 +366,11 @@ static int deploy_one(struct run *run, struct job *job, const PGresult *row)
 		code = ssh_apply(&plan, config, &result, &err);
 	else
 		code = atomic_apply(&plan, &result, &err);
+	if (code == EXIT_TEMPORARY) {
+		/* Stopped by a signal or a lock wait before anything changed: the job is for a retry. */
+		log_error("%s: %s; job left Running", job->id, err.message);
+		goto out;
+	}
 	if (code != 0 && result.error[0] == '\0')
 		snprintf(result.error, sizeof(result.error), "%s", err.message);
 	completed = result.outcome == DEPLOY_OUTCOME_COMPLETED || result.outcome == DEPLOY_OUTCOME_SKIPPED;

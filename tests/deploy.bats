@@ -352,7 +352,7 @@ default_commands() {
 	sql "INSERT INTO managed_certificates (id) VALUES ('mc-other')"
 	sql "UPDATE certificate_targets SET certificate_id = 'mc-other' WHERE target_id = 'target-b'"
 	import_version v1
-	certctl-import --certificate mc-other --cert "$PKI/v2.pem" --key "$PKI/v2.key" >/dev/null
+	certctl-import --certificate mc-other --cert "$PKI/v2.pem" --key "$PKI/v2.key" --chain "$PKI/chain.pem" >/dev/null
 	certctl-enqueue --certificate mc-shop >/dev/null
 	certctl-enqueue --certificate mc-other >/dev/null
 	certctl-claim --agent agent-web01 | certctl-deploy > "$BATS_TEST_TMPDIR/a.out" &
