@@ -39,7 +39,7 @@ if [ ! -x /usr/bin/time ]; then
 	apt-get install -y -qq time >/dev/null 2>&1 || { echo "bench: install the 'time' package" >&2; exit 69; }
 fi
 
-psql_q() { psql -XAtq -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning; $1"; }
+psql_q() { PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 millis() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
 
 createdb claim_bench
