@@ -159,6 +159,9 @@ int agent_heartbeat_every(const char *dsn, PGconn **conn, const struct heartbeat
 	sigaddset(&stop_signals, SIGINT);
 	sigaddset(&stop_signals, SIGTERM);
 	sigprocmask(SIG_BLOCK, &stop_signals, &unblocked);
+	/* The wait must see a stop even if we were started with them blocked. */
+	sigdelset(&unblocked, SIGINT);
+	sigdelset(&unblocked, SIGTERM);
 	for (;;) {
 		if (*conn == NULL)
 			*conn = db_connect(dsn, err);
