@@ -411,12 +411,16 @@ certificate mc-blog inserted" "$(jq -r '"\(.kind) \(.id) \(.action)"' <<<"$outpu
 }
 
 @test "import version: a certbot lineage directory is read as cert, chain and privkey" {
-	lineage="$BATS_TEST_TMPDIR/live/shop.example"
-	mkdir -p "$lineage"
-	cp "$PKI/shop.pem" "$lineage/cert.pem"
-	cp "$PKI/chain.pem" "$lineage/chain.pem"
-	cat "$PKI/shop.pem" "$PKI/chain.pem" > "$lineage/fullchain.pem"
-	cp "$PKI/shop.key" "$lineage/privkey.pem"
+	# as certbot lays it out: live/NAME/*.pem are symlinks into archive/NAME/*1.pem
+	archive="$BATS_TEST_TMPDIR/archive/shop.example" lineage="$BATS_TEST_TMPDIR/live/shop.example"
+	mkdir -p "$archive" "$lineage"
+	cp "$PKI/shop.pem" "$archive/cert1.pem"
+	cp "$PKI/chain.pem" "$archive/chain1.pem"
+	cat "$PKI/shop.pem" "$PKI/chain.pem" > "$archive/fullchain1.pem"
+	cp "$PKI/shop.key" "$archive/privkey1.pem"
+	for file in cert chain fullchain privkey; do
+		ln -s "../../archive/shop.example/${file}1.pem" "$lineage/$file.pem"
+	done
 	run --separate-stderr certctl-import --certificate mc-shop --certbot-lineage "$lineage"
 	expect_status 0
 	expect_equal "$(fingerprint "$PKI/shop.pem")" "$(jq -r .fingerprint_sha256 <<<"$output")"
