@@ -5,20 +5,29 @@
 #include "exitcode.h"
 #include "log.h"
 
+#define DEFAULT_CONNECT_TIMEOUT_SECONDS "10"
+
 PGconn *db_connect(const char *dsn, struct error *err)
 {
-	const char *keywords[] = { "fallback_application_name", "dbname", NULL };
-	const char *values[] = { log_program_name(), NULL, NULL };
+	/* Entries are read in order: a connect_timeout in the DSN overrides ours. */
+	const char *keywords[4] = { "fallback_application_name", NULL, NULL, NULL };
+	const char *values[4] = { log_program_name(), NULL, NULL, NULL };
+	int count = 1;
 	PGconn *conn;
 	PGresult *result;
 
+	/* Without a timeout an unanswering host holds a command (and its signals) for minutes. */
+	if (getenv("PGCONNECT_TIMEOUT") == NULL) {
+		keywords[count] = "connect_timeout";
+		values[count++] = DEFAULT_CONNECT_TIMEOUT_SECONDS;
+	}
 	if (dsn == NULL || dsn[0] == '\0')
 		dsn = getenv("CERTCTL_DSN");
 	/* With no dbname entry libpq falls back to PG* variables and defaults. */
-	if (dsn != NULL && dsn[0] != '\0')
-		values[1] = dsn;
-	else
-		keywords[1] = NULL;
+	if (dsn != NULL && dsn[0] != '\0') {
+		keywords[count] = "dbname";
+		values[count++] = dsn;
+	}
 
 	conn = PQconnectdbParams(keywords, values, 1);
 	if (conn == NULL) {
