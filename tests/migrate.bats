@@ -10,11 +10,16 @@ migrations_applied() {
 	sql "SELECT count(*) FROM schema_migrations"
 }
 
+# How many migrations the tree ships: later issues add numbered pairs.
+migrations_shipped() {
+	ls "$TESTS_DIR"/../migrations/*.up.sql | wc -l
+}
+
 @test "migrate: up on an empty database applies every migration and prints one line each" {
 	run --separate-stderr certctl-migrate up
 	expect_status 0
-	expect_equal 2 "$(printf '%s\n' "$output" | grep -c '"applied":true')" "applied lines"
-	expect_equal 2 "$(migrations_applied)" "schema_migrations rows"
+	expect_equal "$(migrations_shipped)" "$(printf '%s\n' "$output" | grep -c '"applied":true')" "applied lines"
+	expect_equal "$(migrations_shipped)" "$(migrations_applied)" "schema_migrations rows"
 	expect_equal 4 "$(sql "SELECT count(*) FROM agents")" "sentinel agents"
 }
 
@@ -31,12 +36,12 @@ migrations_applied() {
 	certctl-migrate -q up --to 1 >/dev/null
 	run --separate-stderr certctl-migrate status
 	expect_status 0
-	expect_equal 2 "$(printf '%s\n' "$output" | wc -l)" "status lines"
+	expect_equal "$(migrations_shipped)" "$(printf '%s\n' "$output" | wc -l)" "status lines"
 	first=$(printf '%s\n' "$output" | head -n 1)
 	expect_equal "1 initial_schema true" "$(jq -r '"\(.version) \(.name) \(.applied)"' <<<"$first")"
 	jq -e '.applied_at | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")' <<<"$first"
 	jq -e '.checksum | test("^sha256:[0-9a-f]{64}$")' <<<"$first"
-	second=$(printf '%s\n' "$output" | tail -n 1)
+	second=$(printf '%s\n' "$output" | sed -n 2p)
 	expect_equal "2 false null" "$(jq -r '"\(.version) \(.applied) \(.applied_at)"' <<<"$second")"
 }
 
@@ -48,12 +53,13 @@ migrations_applied() {
 	expect_equal "" "$(sql "SELECT to_regclass('jobs')")" "jobs table after down"
 	run --separate-stderr certctl-migrate up
 	expect_status 0
-	expect_equal 2 "$(migrations_applied)" "rows after second up"
+	expect_equal "$(migrations_shipped)" "$(migrations_applied)" "rows after second up"
 	expect_equal 4 "$(sql "SELECT count(*) FROM agents")" "sentinels after round trip"
 }
 
 @test "migrate: down without options rolls back one migration; --steps counts" {
 	certctl-migrate -q up >/dev/null
+	certctl-migrate -q down --to 2 >/dev/null
 	run --separate-stderr certctl-migrate down
 	expect_status 0
 	expect_equal "1" "$(sql "SELECT string_agg(version::text, ',') FROM schema_migrations")"
@@ -61,7 +67,7 @@ migrations_applied() {
 	certctl-migrate -q up >/dev/null
 	run --separate-stderr certctl-migrate down --steps 2
 	expect_status 0
-	expect_equal 0 "$(migrations_applied)"
+	expect_equal "$(( $(migrations_shipped) - 2 ))" "$(migrations_applied)"
 }
 
 @test "migrate: up converges on a database where a migration was half applied by hand" {
@@ -72,7 +78,7 @@ migrations_applied() {
 	expect_equal "agents" "$(sql "SELECT to_regclass('agents')")"
 	run --separate-stderr certctl-migrate up
 	expect_status 0
-	expect_equal 2 "$(migrations_applied)"
+	expect_equal "$(migrations_shipped)" "$(migrations_applied)"
 	expect_equal "jobs" "$(sql "SELECT to_regclass('jobs')")"
 	expect_equal "t" "$(sql "SELECT count(*) = 1 FROM pg_constraint WHERE conname = 'deployment_targets_agent_id_fkey' AND confdeltype = 'r'")"
 }
@@ -83,8 +89,8 @@ migrations_applied() {
 	wait "$first"; status_first=$?
 	wait "$second"; status_second=$?
 	expect_equal "0 0" "$status_first $status_second" "exit statuses" || { cat "$BATS_TEST_TMPDIR"/*.err; false; }
-	expect_equal 2 "$(cat "$BATS_TEST_TMPDIR/a.out" "$BATS_TEST_TMPDIR/b.out" | grep -c '"applied":true')" "lines printed across both runs"
-	expect_equal 2 "$(migrations_applied)"
+	expect_equal "$(migrations_shipped)" "$(cat "$BATS_TEST_TMPDIR/a.out" "$BATS_TEST_TMPDIR/b.out" | grep -c '"applied":true')" "lines printed across both runs"
+	expect_equal "$(migrations_shipped)" "$(migrations_applied)"
 }
 
 @test "migrate: deleting an agent that still has a target fails" {
@@ -173,4 +179,18 @@ migrations_applied() {
 	run --separate-stderr certctl-migrate --version
 	expect_status 0
 	expect_contains "$output" "certctl-migrate 0."
+}
+
+@test "migrate: connections time out instead of hanging on a host that never answers" {
+	# 192.0.2.0/24 is TEST-NET-1 on the loopback interface-less side: no route answers.
+	# Instead of an outside address, listen locally and never answer the startup packet.
+	port=$(free_port)
+	nc -lk 127.0.0.1 "$port" >/dev/null 2>&1 & listener=$!
+	wait_for_port "$port"
+	start=$SECONDS
+	PGCONNECT_TIMEOUT= run --separate-stderr env -u PGCONNECT_TIMEOUT certctl-migrate --dsn "host=127.0.0.1 port=$port" status
+	kill "$listener"
+	expect_status 69
+	[ $((SECONDS - start)) -le 15 ] || { echo "took $((SECONDS - start)) s"; false; }
+	expect_contains "$stderr" "timeout"
 }
