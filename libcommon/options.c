@@ -1,7 +1,9 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "exitcode.h"
@@ -64,4 +66,14 @@ int parse_seconds(const char *text, long *value)
 	errno = 0;
 	*value = strtol(text, &end, 10);
 	return errno == 0 && end != text && *end == '\0' && *value >= 0;
+}
+
+int standard_streams_check(struct error *err)
+{
+	if (fcntl(STDOUT_FILENO, F_GETFD) == -1)
+		return error_set(err, EXIT_CANT_CREATE, "standard output is closed; nothing done");
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd += STDERR_FILENO)
+		if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd)
+			return error_set(err, EXIT_CANT_CREATE, "cannot open /dev/null for descriptor %d", fd);
+	return 0;
 }

@@ -4,6 +4,8 @@
 
 #include <getopt.h>
 
+#include "error.h"
+
 enum { OPTION_HELP = 1000, OPTION_VERSION, OPTION_FIRST_COMMAND_SPECIFIC };
 
 #define COMMON_SHORT_OPTIONS "d:vq"
@@ -37,6 +39,14 @@ void common_options_init(struct common_options *options);
 
 /* Prints "certctl-X: usage: <why>; see --help" and returns EXIT_USAGE. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * A closed descriptor 0-2 would be reused by the database socket, and JSON
+ * lines would be written into the connection. Parks /dev/null on a closed
+ * stdin or stderr; a closed stdout is EXIT_CANT_CREATE (nothing to report to).
+ * Call before opening anything.
+ */
+int standard_streams_check(struct error *err);
 
 /* Parses a non-negative integer option value; false when malformed. */
 int parse_seconds(const char *text, long *value);

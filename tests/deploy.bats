@@ -403,3 +403,14 @@ default_commands() {
 	expect_status 0
 	expect_equal "Completed|skipped" "$(job_column "status || '|' || verification_status")"
 }
+
+@test "deploy: a closed standard output exits 73 before any job is touched" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	run --separate-stderr bash -c 'certctl-deploy >&- <<<"$1"' _ "$LINES"
+	expect_status 73
+	expect_one_line_error certctl-deploy
+	expect_equal Running "$(job_column status)"
+	[ ! -e "$D/cert.pem" ]
+}

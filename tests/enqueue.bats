@@ -175,3 +175,11 @@ target-web02-nginx|agent-web02|mc-shop" \
 	run --separate-stderr certctl-enqueue --version
 	expect_equal "certctl-enqueue 0.1.0" "$output"
 }
+
+@test "enqueue: a closed standard output exits 73 and creates no job" {
+	add_version mc-shop
+	run --separate-stderr bash -c 'certctl-enqueue --certificate mc-shop >&-'
+	expect_status 73
+	expect_one_line_error certctl-enqueue
+	expect_equal 0 "$(pending_jobs)" "Pending jobs"
+}

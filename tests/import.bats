@@ -511,3 +511,10 @@ certificate mc-blog inserted" "$(jq -r '"\(.kind) \(.id) \(.action)"' <<<"$outpu
 	expect_status 0
 	expect_equal "certctl-import 0.1.0" "$output"
 }
+
+@test "import: a closed standard output exits 73 and stores nothing" {
+	run --separate-stderr bash -c 'echo "{\"kind\":\"agent\",\"id\":\"agent-closed\"}" | certctl-import >&-'
+	expect_status 73
+	expect_one_line_error certctl-import
+	expect_equal 0 "$(sql "SELECT count(*) FROM agents WHERE id = 'agent-closed'")" "agents stored"
+}

@@ -194,3 +194,10 @@ migrations_shipped() {
 	[ $((SECONDS - start)) -le 15 ] || { echo "took $((SECONDS - start)) s"; false; }
 	expect_contains "$stderr" "timeout"
 }
+
+@test "migrate: a closed standard output exits 73 and applies nothing" {
+	run --separate-stderr bash -c 'certctl-migrate up >&-'
+	expect_status 73
+	expect_one_line_error certctl-migrate
+	expect_equal "" "$(sql "SELECT to_regclass('schema_migrations')")" "schema_migrations after the refused run"
+}

@@ -1,5 +1,4 @@
 /* certctl-claim: take jobs off the queue for this worker, or reap expired leases. */
-#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,16 +44,6 @@ static bool is_job_type(const char *text)
  * lines would be written into the connection: refuse a closed stdout, and
  * park /dev/null on closed stdin and stderr.
  */
-static bool standard_streams_open(void)
-{
-	if (fcntl(STDOUT_FILENO, F_GETFD) == -1)
-		return false;
-	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd += STDERR_FILENO)
-		if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd)
-			return false;
-	return true;
-}
-
 /* A positive whole number no larger than max, for --limit and --lease. */
 static bool parse_positive(const char *text, long max, long *value)
 {
@@ -148,9 +137,9 @@ int main(int argc, char *argv[])
 		request.worker = default_worker;
 	}
 
-	if (!standard_streams_open()) {
-		log_error("standard output: closed; nothing claimed");
-		return EXIT_CANT_CREATE;
+	if (standard_streams_check(&err) != 0) {
+		log_error("%s", err.message);
+		return err.code;
 	}
 	signals_install();
 	if ((conn = db_connect(common.dsn, &err)) == NULL) {

@@ -95,6 +95,8 @@ int main(int argc, char *argv[])
 	}
 
 	signals_install();
+	if ((code = standard_streams_check(&err)) != 0)
+		goto out;
 	if ((conn = db_connect(common.dsn, &err)) == NULL) {
 		code = err.code;
 		goto out;

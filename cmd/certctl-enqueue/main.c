@@ -45,7 +45,7 @@ int main(int argc, char *argv[])
 		return usage_error("--certificate ID is required");
 
 	signals_install();
-	if ((conn = db_connect(common.dsn, &err)) == NULL) {
+	if (standard_streams_check(&err) != 0 || (conn = db_connect(common.dsn, &err)) == NULL) {
 		log_error("%s", err.message);
 		return err.code;
 	}

@@ -1,5 +1,4 @@
 /* certctl-heartbeat: record that an agent is alive, or list the silent ones. */
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -32,16 +31,6 @@ enum {
  * or diagnostics would be written into the connection: refuse a closed
  * stdout, and park /dev/null on a closed stdin or stderr.
  */
-static bool standard_streams_open(void)
-{
-	if (fcntl(STDOUT_FILENO, F_GETFD) == -1)
-		return false;
-	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd += STDERR_FILENO)
-		if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd)
-			return false;
-	return true;
-}
-
 int main(int argc, char *argv[])
 {
 	static const struct option long_options[] = {
@@ -110,10 +99,8 @@ int main(int argc, char *argv[])
 	if (!stale && older_than >= 0)
 		return usage_error("--older-than goes with --stale");
 
-	if (!standard_streams_open()) {
-		code = error_set(&err, EXIT_CANT_CREATE, "standard output is closed");
+	if ((code = standard_streams_check(&err)) != 0)
 		goto out;
-	}
 	signals_install();
 	if ((conn = db_connect(common.dsn, &err)) == NULL) {
 		code = err.code;

@@ -145,9 +145,10 @@ int main(int argc, char *argv[])
 	}
 
 	signals_install();
-	if (version.certificate_id != NULL)
+	code = standard_streams_check(&err);
+	if (code == 0 && version.certificate_id != NULL)
 		code = import_version(&common, &version, &err);
-	else
+	else if (code == 0)
 		code = import_inventory(&common, &err);
 	if (code != 0)
 		log_error("%s", err.message);

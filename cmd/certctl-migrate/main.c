@@ -71,6 +71,8 @@ int main(int argc, char *argv[])
 		return usage_error("--to goes with up or down");
 
 	signals_install();
+	if ((code = standard_streams_check(&err)) != 0)
+		goto out;
 	if (dir == NULL)
 		dir = migrations_default_dir();
 	if ((code = migrations_load(dir, &set, &err)) != 0)

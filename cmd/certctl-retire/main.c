@@ -1,6 +1,5 @@
 /* certctl-retire: retire an agent (soft, audited, opt-in cascade) or list retired agents. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,16 +31,6 @@ enum {
  * or diagnostics would be written into the connection: refuse a closed
  * stdout, and park /dev/null on a closed stdin or stderr.
  */
-static bool standard_streams_open(void)
-{
-	if (fcntl(STDOUT_FILENO, F_GETFD) == -1)
-		return false;
-	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd += STDERR_FILENO)
-		if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd)
-			return false;
-	return true;
-}
-
 /* Any integer is accepted: out-of-range pages are clamped, as the contract says. */
 static bool parse_page_number(const char *text, long fallback, long *value)
 {
@@ -133,10 +122,8 @@ int main(int argc, char *argv[])
 			goto out;
 	}
 
-	if (!standard_streams_open()) {
-		code = error_set(&err, EXIT_CANT_CREATE, "standard output is closed");
+	if ((code = standard_streams_check(&err)) != 0)
 		goto out;
-	}
 	signals_install();
 	if ((conn = db_connect(common.dsn, &err)) == NULL) {
 		code = err.code;

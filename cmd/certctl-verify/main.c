@@ -85,7 +85,9 @@ int main(int argc, char *argv[])
 	request.dsn = common.dsn;
 
 	signals_install();
-	code = verify_endpoint(&request, stdout, &err);
+	code = standard_streams_check(&err);
+	if (code == 0)
+		code = verify_endpoint(&request, stdout, &err);
 	if (code != 0)
 		log_error("%s", err.message);
 	return code;
