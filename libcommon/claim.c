@@ -91,6 +91,14 @@ static const char list_agent_awaiting_csr_sql[] =
 	"      AND t.retired_at IS NULL)"
 	" ORDER BY j.scheduled_at, j.id LIMIT $2::int";
 
+static const char claim_by_id_sql[] =
+	"UPDATE jobs j SET status = 'Running', attempts = attempts + 1, started_at = now(),"
+	" claimed_by = $3, lease_expires_at = now() + make_interval(secs => $4::int), updated_at = now()"
+	" WHERE id = $1 AND status = 'Pending' AND type = $2"
+	" RETURNING " JOB_LINE_COLUMNS;
+
+static const char job_status_sql[] = "SELECT status, type FROM jobs WHERE id = $1";
+
 static const char listen_sql[] = "LISTEN certctl_jobs";
 
 /*
@@ -386,4 +394,32 @@ out:
 	PQclear(results[0]);
 	PQclear(results[1]);
 	return code;
+}
+
+json_object *claim_job_by_id(PGconn *conn, const char *job_id, const char *job_type,
+			     const char *worker, long lease_seconds, struct error *err)
+{
+	char lease[24];
+	const char *params[4] = { job_id, job_type, worker, lease };
+	PGresult *result;
+	json_object *line = NULL;
+
+	snprintf(lease, sizeof(lease), "%ld", lease_seconds);
+	if ((result = db_query(conn, claim_by_id_sql, 4, params, err)) == NULL)
+		return NULL;
+	if (PQntuples(result) == 1) {
+		line = job_line_from_row(result, 0, 0);
+		PQclear(result);
+		return line;
+	}
+	PQclear(result);
+	if ((result = db_query(conn, job_status_sql, 1, params, err)) == NULL)
+		return NULL;
+	if (PQntuples(result) == 0)
+		error_set(err, EXIT_NOT_FOUND, "%s: no such job", job_id);
+	else
+		error_set(err, EXIT_TEMPORARY, "%s: a %s job is %s, not a Pending %s job; left alone",
+			  job_id, PQgetvalue(result, 0, 1), PQgetvalue(result, 0, 0), job_type);
+	PQclear(result);
+	return NULL;
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <json-c/json.h>
 #include <libpq-fe.h>
 
 #include "error.h"
@@ -41,6 +42,15 @@ int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
  */
 int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
 		       FILE *output, long *count, struct error *err);
+
+/*
+ * Claims the one Pending job job_id, which must be of job_type, for worker
+ * with a lease (certctl-deploy --job). Returns its job line (caller puts), or
+ * NULL with err: EXIT_NOT_FOUND for an unknown job, EXIT_TEMPORARY when it is
+ * not a Pending job of that type (it is left alone).
+ */
+json_object *claim_job_by_id(PGconn *conn, const char *job_id, const char *job_type,
+			     const char *worker, long lease_seconds, struct error *err);
 
 /*
  * In one transaction: fails Pending (and lease-expired Running) jobs routed to

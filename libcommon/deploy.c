@@ -9,6 +9,7 @@
 
 #include "atomic.h"
 #include "audit.h"
+#include "claim.h"
 #include "db.h"
 #include "deploy.h"
 #include "deployplan.h"
@@ -40,14 +41,6 @@ static const char store_verification_sql[] =
 	" verified_at = CASE WHEN $2 = 'skipped' THEN NULL ELSE now() END,"
 	" verified_fingerprint = $3, verification_error = $4, updated_at = now()"
 	" WHERE id = $1";
-
-static const char claim_by_id_sql[] =
-	"UPDATE jobs j SET status = 'Running', attempts = attempts + 1, started_at = now(),"
-	" claimed_by = $2, lease_expires_at = now() + make_interval(secs => $3::int), updated_at = now()"
-	" WHERE id = $1 AND status = 'Pending' AND type = 'Deployment'"
-	" RETURNING " JOB_LINE_COLUMNS;
-
-static const char job_status_sql[] = "SELECT status, type FROM jobs WHERE id = $1";
 
 /* One job in hand: what the line and the database say about it. */
 struct job {
@@ -518,31 +511,14 @@ int deploy_job_by_id(PGconn *conn, const struct deploy_options *options, const c
 		     FILE *output, struct error *err)
 {
 	struct run run = { conn, options, output, { 0 }, false };
-	char lease[16];
-	const char *params[3] = { job_id, options->worker, lease };
-	PGresult *claimed;
 	json_object *line;
 	int code;
 
-	snprintf(lease, sizeof(lease), "%d", DEPLOY_CLAIM_LEASE_SECONDS);
 	if (options->dry_run)
 		return error_set(err, EXIT_USAGE, "--dry-run reads job lines; it does not claim with --job");
-	if ((claimed = db_query(conn, claim_by_id_sql, 3, params, err)) == NULL)
+	line = claim_job_by_id(conn, job_id, "Deployment", options->worker, DEFAULT_LEASE_SECONDS, err);
+	if (line == NULL)
 		return err->code;
-	if (PQntuples(claimed) == 0) {
-		PQclear(claimed);
-		if ((claimed = db_query(conn, job_status_sql, 1, params, err)) == NULL)
-			return err->code;
-		if (PQntuples(claimed) == 0)
-			code = error_set(err, EXIT_NOT_FOUND, "%s: no such job", job_id);
-		else
-			code = error_set(err, EXIT_TEMPORARY, "%s: a %s job is %s, not a Pending Deployment job; left alone",
-					 job_id, PQgetvalue(claimed, 0, 1), PQgetvalue(claimed, 0, 0));
-		PQclear(claimed);
-		return code;
-	}
-	line = job_line_from_row(claimed, 0, 0);
-	PQclear(claimed);
 	code = process_job(&run, line, 1);
 	json_object_put(line);
 	run_free(&run);

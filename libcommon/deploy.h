@@ -15,8 +15,6 @@
 #define VERIFY_ATTEMPTS 10
 #define VERIFY_RETRY_MILLISECONDS 300
 #define VERIFY_TIMEOUT_SECONDS 5
-/* Lease of a job claimed by --job. */
-#define DEPLOY_CLAIM_LEASE_SECONDS 900
 
 enum verify_mode {
 	VERIFY_WARN,    /* probe when verify_endpoint is set; a mismatch is a warning (default) */
