@@ -51,6 +51,16 @@ bool deploy_type_known(const char *type)
 	return find_type(type) != NULL;
 }
 
+static void free_argv(char **argv)
+{
+	if (argv == NULL)
+		return;
+	for (size_t i = 0; argv[i] != NULL; i++)
+		free(argv[i]);
+	free(argv);
+}
+
+/* A NULL-terminated copy of argv, or NULL when memory ran out. */
 static char **copy_argv(const char *const *argv)
 {
 	size_t count = 0;
@@ -60,17 +70,11 @@ static char **copy_argv(const char *const *argv)
 		count++;
 	copy = calloc(count + 1, sizeof(*copy));
 	for (size_t i = 0; copy != NULL && i < count; i++)
-		copy[i] = strdup(argv[i]);
+		if ((copy[i] = strdup(argv[i])) == NULL) {
+			free_argv(copy);
+			return NULL;
+		}
 	return copy;
-}
-
-static void free_argv(char **argv)
-{
-	if (argv == NULL)
-		return;
-	for (size_t i = 0; argv[i] != NULL; i++)
-		free(argv[i]);
-	free(argv);
 }
 
 /* Reads an argv array at key into *argv: absent → defaults, [] → none. */
@@ -82,7 +86,8 @@ static int config_argv(const char *target_id, json_object *config, const char *k
 
 	*argv = NULL;
 	if (!json_object_object_get_ex(config, key, &value)) {
-		*argv = defaults ? copy_argv(defaults) : NULL;
+		if (defaults != NULL && (*argv = copy_argv(defaults)) == NULL)
+			return error_set(err, EXIT_INTERNAL, "out of memory");
 		return 0;
 	}
 	if (!json_object_is_type(value, json_type_array))
@@ -100,7 +105,8 @@ static int config_argv(const char *target_id, json_object *config, const char *k
 		    json_object_get_string_len(element) == 0)
 			return error_set(err, EXIT_CONFIG, "%s: config %s[%zu]: must be a non-empty string",
 					 target_id, key, i);
-		(*argv)[i] = strdup(json_object_get_string(element));
+		if (((*argv)[i] = strdup(json_object_get_string(element))) == NULL)
+			return error_set(err, EXIT_INTERNAL, "out of memory");
 	}
 	return 0;
 }
@@ -204,14 +210,16 @@ static int add_file(struct deploy_plan *plan, enum deploy_file_role role, const 
 		}
 	plan->file_count++;
 	file->role = role;
-	file->path = strdup(path);
 	file->bytes = bytes;
 	file->length = length;
 	file->secret = secret;
 	file->mode = mode;
 	file->default_mode = secret ? DEFAULT_KEY_MODE : DEFAULT_CERT_MODE;
+	file->path = strdup(path);
 	file->owner = owner ? strdup(owner) : NULL;
 	file->group = group ? strdup(group) : NULL;
+	if (file->path == NULL || (owner && !file->owner) || (group && !file->group))
+		return error_set(err, EXIT_INTERNAL, "out of memory");
 	return 0;
 }
 
