@@ -1,0 +1,26 @@
+#!/usr/bin/env bats
+# make install: binaries, man pages and migrations under PREFIX, inside DESTDIR.
+load helpers
+
+@test "install: honours PREFIX and DESTDIR and installs binaries, man pages and migrations" {
+	dest="$BATS_TEST_TMPDIR/root"
+	build=$(dirname "$CERTCTL_BIN")
+	run make -s -C "$TESTS_DIR/.." BUILD="$build" PREFIX=/opt/certctl DESTDIR="$dest" install
+	expect_status 0
+	for command in "$CERTCTL_BIN"/certctl-*; do
+		[ -x "$dest/opt/certctl/bin/$(basename "$command")" ] || { echo "missing $(basename "$command")"; false; }
+	done
+	[ -f "$dest/opt/certctl/share/man/man1/certctl-deploy.1" ]
+	[ -f "$dest/opt/certctl/share/man/man7/certctl.7" ]
+	expect_equal "$(ls "$TESTS_DIR"/../migrations | wc -l)" "$(ls "$dest/opt/certctl/share/certctl/migrations" | wc -l)" "migration files"
+	[ ! -e "$dest/opt/certctl/lib/systemd" ] && [ ! -e "$dest/etc/systemd" ]
+}
+
+@test "install: an installed certctl-migrate applies the installed migrations" {
+	dest="$BATS_TEST_TMPDIR/root"
+	make -s -C "$TESTS_DIR/.." BUILD="$(dirname "$CERTCTL_BIN")" PREFIX=/usr DESTDIR="$dest" install
+	empty_database
+	CERTCTL_MIGRATIONS_DIR="$dest/usr/share/certctl/migrations" run --separate-stderr "$dest/usr/bin/certctl-migrate" up
+	expect_status 0
+	expect_equal "$(ls "$TESTS_DIR"/../migrations/*.up.sql | wc -l)" "$(sql "SELECT count(*) FROM schema_migrations")"
+}
