@@ -22,6 +22,12 @@ static int build(const char *type, const char *config_text, struct deploy_plan *
 	return code;
 }
 
+/* Plan bytes are counted, not NUL-terminated. */
+static const char *find_in_file(const struct deploy_file *file, const char *text)
+{
+	return memmem(file->bytes, file->length, text, strlen(text));
+}
+
 static char *joined_argv(char **argv)
 {
 	static char text[256];
@@ -72,7 +78,8 @@ static void test_haproxy_combined(void)
 	CHECK_STR("systemctl reload haproxy", joined_argv(plan.reload_argv));
 	/* leaf, chain, key in that order, each ending in a newline */
 	CHECK(plan.files[0].length == strlen(leaf) + strlen(chain) + 1 + strlen(key));
-	CHECK(strstr((char *)plan.files[0].bytes, "LEAF") < strstr((char *)plan.files[0].bytes, "CHAIN"));
+	CHECK(find_in_file(&plan.files[0], "LEAF") < find_in_file(&plan.files[0], "CHAIN"));
+	CHECK(find_in_file(&plan.files[0], "CHAIN") < find_in_file(&plan.files[0], "PRIVATE KEY"));
 	deploy_plan_free(&plan);
 }
 
@@ -85,7 +92,7 @@ static void test_files_and_modes(void)
 	CHECK(build("nginx", "{\"cert_path\":\"/c\",\"key_path\":\"/k\",\"cert_mode\":\"0640\"}", &plan, &err) == 0);
 	CHECK(plan.file_count == 2);
 	CHECK(plan.files[0].mode == 0640 && plan.files[0].default_mode == 0644);
-	CHECK(strstr((char *)plan.files[0].bytes, "CHAIN") != NULL);
+	CHECK(find_in_file(&plan.files[0], "CHAIN") != NULL);
 	CHECK(plan.files[1].secret && plan.files[1].mode == -1 && plan.files[1].default_mode == 0600);
 	CHECK(plan.backup_retention == DEFAULT_BACKUP_RETENTION);
 	deploy_plan_free(&plan);
@@ -95,7 +102,7 @@ static void test_files_and_modes(void)
 			    "\"backup_retention\":-1,\"reload_command\":[],\"owner\":\"www-data\"}",
 		    &plan, &err) == 0);
 	CHECK(plan.file_count == 3);
-	CHECK(strstr((char *)plan.files[0].bytes, "CHAIN") == NULL);
+	CHECK(find_in_file(&plan.files[0], "CHAIN") == NULL);
 	CHECK(plan.files[2].role == DEPLOY_FILE_CHAIN);
 	CHECK(plan.backup_retention == BACKUPS_DISABLED);
 	CHECK(plan.reload_argv == NULL);
