@@ -1,5 +1,4 @@
 #include <dirent.h>
-#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -443,17 +442,6 @@ static bool restore_files(const struct deploy_plan *plan, struct file_state *sta
 	return all;
 }
 
-static const char *role_env_name(enum deploy_file_role role)
-{
-	switch (role) {
-	case DEPLOY_FILE_CERT: return ATOMIC_ENV_NEW_CERT;
-	case DEPLOY_FILE_KEY: return ATOMIC_ENV_NEW_KEY;
-	case DEPLOY_FILE_CHAIN: return ATOMIC_ENV_NEW_CHAIN;
-	case DEPLOY_FILE_COMBINED: return ATOMIC_ENV_NEW_COMBINED;
-	}
-	return ATOMIC_ENV_NEW_CERT;
-}
-
 static int run_validate(const struct deploy_plan *plan, struct file_state *states, struct error *err)
 {
 	char assignments[DEPLOY_MAX_FILES][PATH_MAX + 40];
@@ -462,31 +450,11 @@ static int run_validate(const struct deploy_plan *plan, struct file_state *state
 
 	for (size_t i = 0; i < plan->file_count; i++) {
 		snprintf(assignments[i], sizeof(assignments[i]), "%s=%s",
-			 role_env_name(plan->files[i].role), states[i].temp);
+			 deploy_file_new_path_variable(plan->files[i].role), states[i].temp);
 		list[i] = assignments[i];
 	}
 	list[plan->file_count] = NULL;
 	return run_command(plan->validate_argv, &env, err);
-}
-
-static int finish(struct deploy_result *result, enum deploy_outcome outcome, int code,
-		  struct error *err, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int finish(struct deploy_result *result, enum deploy_outcome outcome, int code,
-		  struct error *err, const char *fmt, ...)
-{
-	va_list args;
-
-	result->outcome = outcome;
-	result->exit_code = code;
-	result->error[0] = '\0';
-	if (fmt != NULL) {
-		va_start(args, fmt);
-		vsnprintf(result->error, sizeof(result->error), fmt, args);
-		va_end(args);
-		error_set(err, code, "%s", result->error);
-	}
-	return code;
 }
 
 /* The reload failed and the files are new: restore, reload again, and say how it ended. */
@@ -498,17 +466,17 @@ static int roll_back(const struct deploy_plan *plan, struct file_state *states,
 
 	if (!restore_files(plan, states, plan->file_count, result, reasons, sizeof(reasons))) {
 		result->manual_action_required = true;
-		return finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
+		return deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
 			      "reload command failed (%s) and restoring the previous files failed (%s): manual action required",
 			      reload_error, reasons);
 	}
 	if (run_command(plan->reload_argv, NULL, &again) != 0) {
 		result->daemon_state_unknown = true;
-		return finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+		return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
 			      "reload command failed; rolled back to pre-deploy state, but the reload after the rollback failed too (%s); first failure: %s",
 			      again.message, reload_error);
 	}
-	return finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+	return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
 		      "reload command failed; rolled back to pre-deploy state: %s", reload_error);
 }
 
@@ -526,7 +494,7 @@ int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, s
 	for (size_t i = 0; i < DEPLOY_MAX_FILES; i++)
 		states[i].lock_fd = -1;
 	if (count == 0)
-		return finish(result, DEPLOY_OUTCOME_FAILED, EXIT_CONFIG, err, "%s: the plan has no files",
+		return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_CONFIG, err, "%s: the plan has no files",
 			      plan->target_id);
 	for (size_t i = 0; i < count; i++) {
 		if ((code = split_path(plan->files[i].path, &states[i], &step)) != 0)
@@ -549,7 +517,7 @@ int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, s
 						   plan->files[i].length, plan->files[i].secret);
 	}
 	if (all_same) {
-		finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
+		deploy_result_finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
 		goto out;
 	}
 	for (size_t i = 0; i < count; i++)
@@ -612,12 +580,12 @@ int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, s
 			remove_temps(states, count);
 			if (!restore_files(plan, states, renamed, result, reasons, sizeof(reasons))) {
 				result->manual_action_required = true;
-				code = finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
+				code = deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
 					      "cannot install %s (%s) and restoring the files already installed failed (%s): manual action required",
 					      plan->files[renamed].path, strerror(saved), reasons);
 				goto out;
 			}
-			code = finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+			code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
 				      "cannot install %s: %s; rolled back to pre-deploy state",
 				      plan->files[renamed].path, strerror(saved));
 			goto out_prune;
@@ -636,7 +604,7 @@ int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, s
 			goto out;
 		goto out_prune;
 	}
-	code = finish(result, DEPLOY_OUTCOME_COMPLETED, 0, err, NULL);
+	code = deploy_result_finish(result, DEPLOY_OUTCOME_COMPLETED, 0, err, NULL);
 out_prune:
 	for (size_t i = 0; i < count && plan->backup_retention != BACKUPS_DISABLED; i++)
 		prune_backups(&states[i], plan->backup_retention);
@@ -646,7 +614,7 @@ failed_unchanged:
 	remove_temps(states, count);
 	for (size_t i = 0; i < count; i++)
 		result->backup[i] = BACKUP_NOT_APPLICABLE;
-	code = finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
+	code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
 out:
 	for (size_t i = 0; i < count; i++)
 		if (states[i].lock_fd >= 0)

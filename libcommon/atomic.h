@@ -16,14 +16,7 @@
 /* Lock file beside each destination: ".<name>.certctl-lock", kept for good. */
 #define ATOMIC_LOCK_SUFFIX ".certctl-lock"
 
-/*
- * Environment a validate command sees: the temp file holding each new file,
- * so it can check the new bytes before they replace the old.
- */
-#define ATOMIC_ENV_NEW_CERT "CERTCTL_NEW_CERT_PATH"
-#define ATOMIC_ENV_NEW_KEY "CERTCTL_NEW_KEY_PATH"
-#define ATOMIC_ENV_NEW_CHAIN "CERTCTL_NEW_CHAIN_PATH"
-#define ATOMIC_ENV_NEW_COMBINED "CERTCTL_NEW_COMBINED_PATH"
+/* A validate command finds the new files' temp paths in deploy_file_new_path_variable(). */
 
 /*
  * Applies plan to the local filesystem and fills result (outcome, backup

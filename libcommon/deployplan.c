@@ -1,4 +1,6 @@
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -345,6 +347,34 @@ void deploy_result_init(struct deploy_result *result)
 {
 	memset(result, 0, sizeof(*result));
 	result->outcome = DEPLOY_OUTCOME_FAILED;
+}
+
+int deploy_result_finish(struct deploy_result *result, enum deploy_outcome outcome, int code,
+			 struct error *err, const char *fmt, ...)
+{
+	va_list args;
+
+	result->outcome = outcome;
+	result->exit_code = code;
+	result->error[0] = '\0';
+	if (fmt != NULL) {
+		va_start(args, fmt);
+		vsnprintf(result->error, sizeof(result->error), fmt, args);
+		va_end(args);
+		error_set(err, code, "%s", result->error);
+	}
+	return code;
+}
+
+const char *deploy_file_new_path_variable(enum deploy_file_role role)
+{
+	switch (role) {
+	case DEPLOY_FILE_KEY: return "CERTCTL_NEW_KEY_PATH";
+	case DEPLOY_FILE_CHAIN: return "CERTCTL_NEW_CHAIN_PATH";
+	case DEPLOY_FILE_COMBINED: return "CERTCTL_NEW_COMBINED_PATH";
+	case DEPLOY_FILE_CERT: break;
+	}
+	return "CERTCTL_NEW_CERT_PATH";
 }
 
 json_object *deploy_result_metadata(const struct deploy_plan *plan,

@@ -104,6 +104,20 @@ struct deploy_result {
 void deploy_result_init(struct deploy_result *result);
 
 /*
+ * Sets result's outcome, exit code and (printf-style, may be NULL) error, and
+ * copies the error into err; returns code. Both deployers end through it.
+ */
+int deploy_result_finish(struct deploy_result *result, enum deploy_outcome outcome, int code,
+			 struct error *err, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
+ * The environment variable a validate command finds a new file's temp path
+ * in, e.g. CERTCTL_NEW_CERT_PATH, so it can check the new files before they
+ * replace the old.
+ */
+const char *deploy_file_new_path_variable(enum deploy_file_role role);
+
+/*
  * The contract's metadata object: backup_status_cert/_key/_chain ("n/a" for
  * roles not in the plan; a combined file reports as cert), plus
  * daemon_state_unknown / manual_action_required when set. Caller puts it.

@@ -6,7 +6,6 @@
  * SFTP v3 rename, which OpenSSH refuses when the target exists, and it does
  * not expose OpenSSH's posix-rename@openssh.com extension.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,34 +34,6 @@ struct remote_file {
 	unsigned long mode;             /* the mode the new file gets */
 	char *temp;                     /* temp path while it exists on the remote */
 };
-
-/* Validate commands find each new file's temp path in these (as atomic.h does locally). */
-static const char *const new_path_variables[] = {
-	[DEPLOY_FILE_CERT] = "CERTCTL_NEW_CERT_PATH",
-	[DEPLOY_FILE_KEY] = "CERTCTL_NEW_KEY_PATH",
-	[DEPLOY_FILE_CHAIN] = "CERTCTL_NEW_CHAIN_PATH",
-	[DEPLOY_FILE_COMBINED] = "CERTCTL_NEW_COMBINED_PATH",
-};
-
-static int finish(struct deploy_result *result, enum deploy_outcome outcome, int code,
-		  struct error *err, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int finish(struct deploy_result *result, enum deploy_outcome outcome, int code,
-		  struct error *err, const char *fmt, ...)
-{
-	va_list args;
-
-	result->outcome = outcome;
-	result->exit_code = code;
-	result->error[0] = '\0';
-	if (fmt != NULL) {
-		va_start(args, fmt);
-		vsnprintf(result->error, sizeof(result->error), fmt, args);
-		va_end(args);
-		error_set(err, code, "%s", result->error);
-	}
-	return code;
-}
 
 static bool sftp_status_is(struct ssh_connection *connection, unsigned long status)
 {
@@ -359,17 +330,17 @@ static int roll_back(struct ssh_connection *connection, const struct deploy_plan
 
 	if (!restore_files(connection, plan, states, plan->file_count, result, reasons, sizeof(reasons))) {
 		result->manual_action_required = true;
-		return finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
+		return deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
 			      "%s: reload command failed (%s) and restoring the previous files failed (%s): manual action required",
 			      connection->label, reload_error, reasons);
 	}
 	if (ssh_run_argv(connection, plan->reload_argv, &again) != 0) {
 		result->daemon_state_unknown = true;
-		return finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+		return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
 			      "%s: reload command failed; rolled back to pre-deploy state, but the reload after the rollback failed too (%s); first failure: %s",
 			      connection->label, again.message, reload_error);
 	}
-	return finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+	return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
 		      "%s: reload command failed; rolled back to pre-deploy state: %s", connection->label, reload_error);
 }
 
@@ -382,7 +353,7 @@ static char *validate_command_line(const struct deploy_plan *plan, struct remote
 		char *const single[] = { states[i].temp, NULL };
 		char *quoted = shell_quote_argv(single), *longer = NULL;
 		if (quoted == NULL ||
-		    asprintf(&longer, "%s=%s %s", new_path_variables[plan->files[i].role], quoted, command) < 0)
+		    asprintf(&longer, "%s=%s %s", deploy_file_new_path_variable(plan->files[i].role), quoted, command) < 0)
 			longer = NULL;
 		free(quoted);
 		free(command);
@@ -440,16 +411,16 @@ int ssh_apply(const struct deploy_plan *plan, json_object *config,
 	memset(&connection, 0, sizeof(connection));
 	connection.socket = -1;
 	if ((code = ssh_options_parse(plan->target_id, config, &options, &step)) != 0) {
-		finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
+		deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
 		goto out;
 	}
 	if (count == 0) {
-		code = finish(result, DEPLOY_OUTCOME_FAILED, EXIT_CONFIG, err, "%s: the plan has no files",
+		code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_CONFIG, err, "%s: the plan has no files",
 			      plan->target_id);
 		goto out;
 	}
 	if ((code = ssh_connect(&options, &connection, &step)) != 0) {
-		finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
+		deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
 		goto out;
 	}
 
@@ -461,7 +432,7 @@ int ssh_apply(const struct deploy_plan *plan, json_object *config,
 	if (all_same) {
 		for (size_t i = 0; i < count; i++)
 			result->backup[i] = BACKUP_SNAPSHOTTED;
-		code = finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
+		code = deploy_result_finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
 		goto out;
 	}
 	if (signals_stop_requested()) {
@@ -508,12 +479,12 @@ int ssh_apply(const struct deploy_plan *plan, json_object *config,
 			/* mv's outcome is unknown when its channel broke: restore this file too. */
 			if (!restore_files(&connection, plan, states, renamed + 1, result, reasons, sizeof(reasons))) {
 				result->manual_action_required = true;
-				code = finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
+				code = deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
 					      "cannot install %s (%s) and restoring the files already installed failed (%s): manual action required",
 					      plan->files[renamed].path, step.message, reasons);
 				goto out;
 			}
-			code = finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+			code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
 				      "cannot install %s: %s; rolled back to pre-deploy state",
 				      plan->files[renamed].path, step.message);
 			goto out;
@@ -527,14 +498,14 @@ int ssh_apply(const struct deploy_plan *plan, json_object *config,
 		code = roll_back(&connection, plan, states, result, step.message, err);
 		goto out;
 	}
-	code = finish(result, DEPLOY_OUTCOME_COMPLETED, 0, err, NULL);
+	code = deploy_result_finish(result, DEPLOY_OUTCOME_COMPLETED, 0, err, NULL);
 	goto out;
 
 failed_unchanged:
 	remove_temps(&connection, states, count);
 	for (size_t i = 0; i < count; i++)
 		result->backup[i] = BACKUP_NOT_APPLICABLE;
-	code = finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
+	code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
 out:
 	free_states(states, count);
 	ssh_disconnect(&connection);
