@@ -191,9 +191,10 @@ static void add_audit_details(json_object *details, const struct retire_request 
 }
 
 /*
- * Step 8, after the commit: an audit trail that cannot be written must not
- * undo a retirement that already happened, so a failure is only logged. Both
- * events go in one transaction: the trail shows the cascade fully or not at all.
+ * Step 8, inside the retirement's transaction behind a savepoint: the trail
+ * normally commits with the retirement, yet an audit insert that fails rolls
+ * back only to the savepoint and is logged, never undoing the retirement.
+ * Both events go together: the trail shows the cascade fully or not at all.
  */
 static void record_audit(PGconn *conn, const struct retire_request *request,
 			 const struct retirement *done)
@@ -204,17 +205,16 @@ static void record_audit(PGconn *conn, const struct retire_request *request,
 	int code;
 
 	add_audit_details(event.details, request, done);
-	code = db_begin(conn, &err);
+	code = db_command(conn, "SAVEPOINT certctl_audit", 0, NULL, &err);
 	if (code == 0)
 		code = audit_record(conn, &event, &err);
 	if (code == 0 && request->force && has_dependencies(&done->counts)) {
 		event.action = "agent_retirement_cascaded";
 		code = audit_record(conn, &event, &err);
 	}
-	if (code == 0)
-		code = db_commit(conn, &err);
 	if (code != 0) {
-		db_rollback(conn);
+		struct error ignored;
+		db_command(conn, "ROLLBACK TO SAVEPOINT certctl_audit", 0, NULL, &ignored);
 		log_error("%s: audit events not written (%s); the retirement stands",
 			  request->agent_id, err.message);
 	}
@@ -300,10 +300,10 @@ int retire_agent(PGconn *conn, const struct retire_request *request, FILE *outpu
 	}
 	if ((code = retire_rows(conn, request, &done, err)) != 0)
 		goto out;
+	record_audit(conn, request, &done);
 	if ((code = db_commit(conn, err)) != 0)
 		goto out;
 	in_transaction = false;
-	record_audit(conn, request, &done);
 	code = print_retired(output, request, &done, err);
 out:
 	if (in_transaction)

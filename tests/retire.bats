@@ -155,6 +155,17 @@ expect_sentinel_refused() {
 	expect_equal "carol" "$(sql "SELECT actor FROM audit_events WHERE resource_id = 'agent-idle2'")" "CERTCTL_ACTOR wins"
 }
 
+@test "retire: the audit events commit in the retirement's own transaction" {
+	sql "INSERT INTO agents (id) VALUES ('agent-tx');
+	     INSERT INTO deployment_targets (id, type, agent_id) VALUES ('target-tx', 'file', 'agent-tx')"
+	run --separate-stderr certctl-retire agent-tx --force --reason "one transaction"
+	expect_status 0
+	# now() is the transaction's start: equal timestamps mean one transaction.
+	expect_equal "2|2" "$(sql "SELECT count(*), count(*) FILTER (WHERE e.occurred_at = a.retired_at)
+	                           FROM audit_events e JOIN agents a ON a.id = e.resource_id
+	                           WHERE e.resource_id = 'agent-tx'")" "audit events stamped with retired_at"
+}
+
 @test "retire: step 3: a replay exits 0 with already_retired, no new audit event, nothing changed" {
 	seed_dependencies
 	certctl-retire agent-web01 --force --reason "first" >/dev/null
