@@ -185,7 +185,7 @@ STUB
 	rm -f "$STUBS/claim.args"
 	unset CERTCTL_SSH_AGENT
 	run_exec_start certctl-deploy-ssh.service unused
-	[ "$status" -ne 0 ] || { echo "ran without CERTCTL_SSH_AGENT"; return 1; }
+	expect_status 78
 	expect_contains "$stderr" "CERTCTL_SSH_AGENT"
 	[ ! -e "$STUBS/claim.args" ] || { echo "certctl-claim ran without an agent"; return 1; }
 }
