@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # certctl-heartbeat: beats, registration, retirement, the --every loop and --stale.
 load helpers
+load lib/holder
 
 setup() {
 	fresh_database
@@ -18,34 +19,6 @@ teardown() {
 		wait "$loop_pid" 2>/dev/null
 	fi
 	return 0
-}
-
-# Polls an SQL condition for up to 15 s.
-wait_until() {
-	for _ in $(seq 1 150); do
-		[ "$(sql "$1")" = t ] && return 0
-		sleep 0.1
-	done
-	echo "timed out waiting for: $1"
-	return 1
-}
-
-# A psql session fed through a FIFO, so a test decides when it commits.
-holder_start() {
-	mkfifo "$BATS_TEST_TMPDIR/holder"
-	PGAPPNAME=holder psql -XAtq -v ON_ERROR_STOP=1 <"$BATS_TEST_TMPDIR/holder" >/dev/null 3>&- &
-	holder_pid=$!
-	exec 4>"$BATS_TEST_TMPDIR/holder"
-	printf '%s\n' "$1" >&4
-	wait_until "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'holder'
-	            AND datname = current_database() AND state = 'idle in transaction'"
-}
-
-holder_commit() {
-	printf 'COMMIT;\n' >&4
-	exec 4>&-
-	wait "$holder_pid"
-	holder_pid=
 }
 
 # Starts one beat in the background and waits until it blocks on the holder's row lock.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # certctl-retire: the eight-step retirement contract, the cascade and the retired list.
 load helpers
+load lib/holder
 
 setup() {
 	fresh_database
@@ -56,34 +57,6 @@ snapshot() {
 
 audit_count() {
 	sql "SELECT count(*) FROM audit_events WHERE resource_id = '$1'"
-}
-
-# Polls an SQL condition for up to 15 s.
-wait_until() {
-	for _ in $(seq 1 150); do
-		[ "$(sql "$1")" = t ] && return 0
-		sleep 0.1
-	done
-	echo "timed out waiting for: $1"
-	return 1
-}
-
-# A psql session fed through a FIFO, so a test decides when it commits.
-holder_start() {
-	mkfifo "$BATS_TEST_TMPDIR/holder"
-	PGAPPNAME=holder psql -XAtq -v ON_ERROR_STOP=1 <"$BATS_TEST_TMPDIR/holder" >/dev/null 3>&- &
-	holder_pid=$!
-	exec 4>"$BATS_TEST_TMPDIR/holder"
-	printf '%s\n' "$1" >&4
-	wait_until "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'holder'
-	            AND datname = current_database() AND state = 'idle in transaction'"
-}
-
-holder_commit() {
-	printf 'COMMIT;\n' >&4
-	exec 4>&-
-	wait "$holder_pid"
-	holder_pid=
 }
 
 retires_waiting_for_lock() {
