@@ -150,18 +150,12 @@ static bool is_transient(int code)
 int agent_heartbeat_every(const char *dsn, PGconn **conn, const struct heartbeat_request *request,
 			  long every, FILE *output, struct error *err)
 {
-	sigset_t stop_signals, unblocked;
+	sigset_t unblocked;
 	long backoff = 0, delay;
 	bool outage = false;
 	int code;
 
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	sigprocmask(SIG_BLOCK, &stop_signals, &unblocked);
-	/* The wait must see a stop even if we were started with them blocked. */
-	sigdelset(&unblocked, SIGINT);
-	sigdelset(&unblocked, SIGTERM);
+	signals_block_stop(&unblocked);
 	for (;;) {
 		if (*conn == NULL)
 			*conn = db_connect(dsn, err);

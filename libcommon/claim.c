@@ -277,7 +277,7 @@ static int drain_notifications(PGconn *conn)
 int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
 		       FILE *output, long *count, struct error *err)
 {
-	sigset_t stop_signals, unblocked;
+	sigset_t unblocked;
 	long long deadline;
 	int code;
 
@@ -288,12 +288,7 @@ int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long w
 		return code;
 	deadline = monotonic_milliseconds() + wait_seconds * 1000LL;
 	/* Signals stay blocked except inside ppoll(), so none slips in before the wait. */
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	sigprocmask(SIG_BLOCK, &stop_signals, &unblocked);
-	sigdelset(&unblocked, SIGINT);
-	sigdelset(&unblocked, SIGTERM);
+	signals_block_stop(&unblocked);
 	for (;;) {
 		struct pollfd socket_ready = { .fd = PQsocket(conn), .events = POLLIN };
 		struct timespec timeout;
@@ -328,7 +323,7 @@ int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long w
 connection_lost:
 	code = error_set(err, EXIT_UNAVAILABLE, "database: %s", PQerrorMessage(conn));
 out:
-	sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
+	sigprocmask(SIG_SETMASK, &unblocked, NULL);
 	return code;
 }
 

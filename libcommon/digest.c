@@ -1,3 +1,4 @@
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 
 #include "digest.h"
@@ -13,4 +14,16 @@ void sha256_hex(const void *data, size_t length, char hex[SHA256_HEX_SIZE])
 		hex[2 * i + 1] = digits[digest[i] & 0x0f];
 	}
 	hex[2 * SHA256_DIGEST_LENGTH] = '\0';
+}
+
+int certificate_fingerprint(X509 *certificate, char hex[SHA256_HEX_SIZE])
+{
+	unsigned char *der = NULL;
+	int length = i2d_X509(certificate, &der);
+
+	if (length <= 0)
+		return -1;
+	sha256_hex(der, (size_t)length, hex);
+	OPENSSL_free(der);
+	return 0;
 }

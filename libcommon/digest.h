@@ -4,9 +4,17 @@
 
 #include <stddef.h>
 
+#include <openssl/x509.h>
+
 #define SHA256_HEX_SIZE 65
 
 /* Writes 64 hex digits and a NUL into hex. */
 void sha256_hex(const void *data, size_t length, char hex[SHA256_HEX_SIZE]);
+
+/*
+ * A certificate's fingerprint as certctl stores and compares it: SHA-256 of
+ * its DER encoding, lowercase hex. Returns 0, or -1 when it cannot be encoded.
+ */
+int certificate_fingerprint(X509 *certificate, char hex[SHA256_HEX_SIZE]);
 
 #endif

@@ -262,13 +262,8 @@ static int check_not_expired(STACK_OF(X509) *certs, struct error *err)
 
 static int fill_leaf_facts(X509 *leaf, struct pem_bundle *bundle, struct error *err)
 {
-	unsigned char *der = NULL;
-	int der_length = i2d_X509(leaf, &der);
-
-	if (der_length <= 0)
+	if (certificate_fingerprint(leaf, bundle->fingerprint_sha256) != 0)
 		return error_set(err, EXIT_DATA, "certificate: cannot encode as DER");
-	sha256_hex(der, (size_t)der_length, bundle->fingerprint_sha256);
-	OPENSSL_free(der);
 	bundle->serial_number = serial_hex(leaf);
 	bundle->subject = subject_text(leaf);
 	bundle->common_name = common_name_of(leaf);

@@ -33,3 +33,16 @@ int signals_received(void)
 {
 	return stop_signal;
 }
+
+void signals_block_stop(sigset_t *wait_mask)
+{
+	sigset_t stop_signals;
+
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigprocmask(SIG_BLOCK, &stop_signals, wait_mask);
+	/* The wait must see a stop even if we were started with them blocked. */
+	sigdelset(wait_mask, SIGINT);
+	sigdelset(wait_mask, SIGTERM);
+}

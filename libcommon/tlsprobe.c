@@ -280,13 +280,8 @@ static int read_validity(X509 *leaf, struct tls_probe_result *result, struct err
 
 static int leaf_fingerprint(X509 *leaf, struct tls_probe_result *result, struct error *err)
 {
-	unsigned char *der = NULL;
-	int length = i2d_X509(leaf, &der);
-
-	if (length <= 0)
+	if (certificate_fingerprint(leaf, result->fingerprint_sha256) != 0)
 		return error_set(err, EXIT_INTERNAL, "cannot encode the peer certificate");
-	sha256_hex(der, (size_t)length, result->fingerprint_sha256);
-	OPENSSL_free(der);
 	return 0;
 }
 
