@@ -74,14 +74,31 @@ int jsonl_read(struct jsonl_reader *reader, json_object **object, struct error *
 	return 1;
 }
 
-int jsonl_write(FILE *output, json_object *object, struct error *err)
+static int output_failed(struct error *err)
+{
+	return error_set(err, EXIT_CANT_CREATE, "standard output: %s", strerror(errno));
+}
+
+int jsonl_put(FILE *output, json_object *object, struct error *err)
 {
 	const char *text = json_object_to_json_string_ext(
 		object, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 
-	if (fputs(text, output) == EOF || fputc('\n', output) == EOF || fflush(output) == EOF)
-		return error_set(err, EXIT_CANT_CREATE, "standard output: %s", strerror(errno));
+	if (fputs(text, output) == EOF || fputc('\n', output) == EOF)
+		return output_failed(err);
 	return 0;
+}
+
+int jsonl_flush(FILE *output, struct error *err)
+{
+	return fflush(output) == EOF ? output_failed(err) : 0;
+}
+
+int jsonl_write(FILE *output, json_object *object, struct error *err)
+{
+	int code = jsonl_put(output, object, err);
+
+	return code != 0 ? code : jsonl_flush(output, err);
 }
 
 const char *json_string_field(json_object *object, const char *key)

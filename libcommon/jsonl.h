@@ -30,6 +30,9 @@ int jsonl_read(struct jsonl_reader *reader, json_object **object, struct error *
 
 /* Writes object as one line and flushes; a closed stdout is EXIT_CANT_CREATE. */
 int jsonl_write(FILE *output, json_object *object, struct error *err);
+/* jsonl_write() without the flush, for a batch of lines that jsonl_flush() ends. */
+int jsonl_put(FILE *output, json_object *object, struct error *err);
+int jsonl_flush(FILE *output, struct error *err);
 
 /* The string at key, or NULL when missing or not a string. */
 const char *json_string_field(json_object *object, const char *key);
