@@ -1,8 +1,12 @@
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "audit.h"
@@ -101,6 +105,11 @@ static const char job_status_sql[] = "SELECT status, type FROM jobs WHERE id = $
 
 static const char listen_sql[] = "LISTEN certctl_jobs";
 
+/* Whole milliseconds, rounded up, so the claim after the wait finds the job due. */
+static const char next_due_sql[] =
+	"SELECT ceil(EXTRACT(EPOCH FROM min(scheduled_at) - now()) * 1000)::bigint FROM jobs"
+	" WHERE status = 'Pending' AND scheduled_at > now()";
+
 /*
  * Pending jobs, and Running ones whose lease ran out, that are routed to a
  * retired agent or target (or a target of a retired agent) can never run.
@@ -168,14 +177,15 @@ static int write_job_lines(FILE *output, PGresult *const *results, int result_co
 				json_add_text_column(line, "last_error", results[r], row,
 						     JOB_LINE_COLUMN_COUNT + 1);
 			}
-			code = jsonl_write(output, line, err);
+			code = jsonl_put(output, line, err);
 			json_object_put(line);
 			if (code != 0)
 				return code;
 			(*count)++;
 		}
 	}
-	return 0;
+	/* One flush per claim: the reader gets the batch whole, in few writes. */
+	return jsonl_flush(output, err);
 }
 
 /* Locks the agent row for the claim; 0 when it exists and is active. */
@@ -274,56 +284,185 @@ static int drain_notifications(PGconn *conn)
 	return seen;
 }
 
-int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
-		       FILE *output, long *count, struct error *err)
+/*
+ * Milliseconds until the earliest future scheduled_at of any Pending job, or
+ * -1 when there is none: such a job comes due without a notification. It may
+ * be another claimant's; waking for it costs one empty claim.
+ */
+static int next_due_milliseconds(PGconn *conn, long long *due, struct error *err)
 {
-	sigset_t unblocked;
-	long long deadline;
-	int code;
+	PGresult *result = db_query(conn, next_due_sql, 0, NULL, err);
 
-	if (wait_seconds <= 0)
-		return claim_jobs(conn, request, output, count, err);
-	/* Listen before the first try, so a job enqueued right after it still wakes us. */
-	if ((code = db_command(conn, listen_sql, 0, NULL, err)) != 0)
-		return code;
-	deadline = monotonic_milliseconds() + wait_seconds * 1000LL;
-	/* Signals stay blocked except inside ppoll(), so none slips in before the wait. */
-	signals_block_stop(&unblocked);
+	if (result == NULL)
+		return err->code;
+	*due = PQgetisnull(result, 0, 0) ? -1 : strtoll(PQgetvalue(result, 0, 0), NULL, 10);
+	PQclear(result);
+	return 0;
+}
+
+/* What a claimer with nothing to claim waits on, besides the database socket. */
+struct claim_wait {
+	long long deadline;     /* monotonic milliseconds; LLONG_MAX: no end */
+	int reader_pipe;        /* standard output when it is a pipe, else -1 */
+	sigset_t unblocked;     /* the mask ppoll() runs with: stop signals let in */
+};
+
+/* The descriptor behind output when it is a pipe whose reader we can watch, else -1. */
+static int output_pipe(FILE *output)
+{
+	struct stat status;
+	int fd = fileno(output);
+
+	return fd >= 0 && fstat(fd, &status) == 0 && S_ISFIFO(status.st_mode) ? fd : -1;
+}
+
+static int reader_gone(struct error *err)
+{
+	return error_set(err, EXIT_CANT_CREATE, "standard output: the reader has gone away");
+}
+
+static int stopped_while(const char *doing, struct error *err)
+{
+	return error_set(err, EXIT_TEMPORARY, "interrupted by signal %d while %s",
+			 signals_received(), doing);
+}
+
+/*
+ * Claims until something is claimed, the deadline passes, a stop signal
+ * arrives or the reader of a pipe on output goes away. Between tries it
+ * sleeps in ppoll() until a NOTIFY, the next due job or the deadline.
+ */
+static int claim_when_ready(PGconn *conn, const struct claim_request *request,
+			    const struct claim_wait *wait, FILE *output, long *count,
+			    struct error *err)
+{
 	for (;;) {
-		struct pollfd socket_ready = { .fd = PQsocket(conn), .events = POLLIN };
+		struct pollfd watched[2] = {
+			{ .fd = PQsocket(conn), .events = POLLIN },
+			/* No events asked: a pipe's write end reports POLLERR once its reader is gone. */
+			{ .fd = wait->reader_pipe, .events = 0 },
+		};
 		struct timespec timeout;
-		long long left;
-		int ready, notified;
+		long long left, due = -1;
+		int ready, notified, code;
 
-		if (signals_stop_requested()) {
-			code = error_set(err, EXIT_TEMPORARY, "interrupted by signal %d while waiting for jobs",
-					 signals_received());
-			break;
-		}
+		if (signals_stop_requested())
+			return stopped_while("waiting for jobs", err);
 		if ((code = claim_jobs(conn, request, output, count, err)) != 0 || *count > 0)
-			break;
-		/* Notifications that came in during the claim are for jobs it may have missed. */
+			return code;
+		if ((code = next_due_milliseconds(conn, &due, err)) != 0)
+			return code;
+		/*
+		 * Notifications that came in during these queries are for jobs the
+		 * claim may have missed; libpq has queued them, ppoll() would not see them.
+		 */
 		if ((notified = drain_notifications(conn)) < 0)
 			goto connection_lost;
 		if (notified > 0)
 			continue;
-		if ((left = deadline - monotonic_milliseconds()) <= 0)
-			break;
+		if ((left = wait->deadline - monotonic_milliseconds()) <= 0)
+			return 0;
+		if (due >= 0 && due < left)
+			left = due;
 		timeout.tv_sec = left / 1000;
 		timeout.tv_nsec = (left % 1000) * 1000000L;
-		ready = ppoll(&socket_ready, 1, &timeout, &unblocked);
-		if (ready < 0 && errno != EINTR) {
-			code = error_set(err, EXIT_INTERNAL, "waiting for jobs: %s", strerror(errno));
-			break;
-		}
+		ready = ppoll(watched, wait->reader_pipe >= 0 ? 2 : 1, &timeout, &wait->unblocked);
+		if (ready < 0 && errno != EINTR)
+			return error_set(err, EXIT_INTERNAL, "waiting for jobs: %s", strerror(errno));
+		if (ready > 0 && (watched[1].revents & (POLLERR | POLLHUP)) != 0)
+			return reader_gone(err);
 		if (ready > 0 && drain_notifications(conn) < 0)
 			goto connection_lost;
 	}
-	goto out;
 connection_lost:
-	code = error_set(err, EXIT_UNAVAILABLE, "database: %s", PQerrorMessage(conn));
-out:
-	sigprocmask(SIG_SETMASK, &unblocked, NULL);
+	return error_set(err, EXIT_UNAVAILABLE, "database: %s", PQerrorMessage(conn));
+}
+
+/*
+ * Returns once the reader of the pipe has taken every byte written so far,
+ * so a following claimer keeps at most one round waiting in the pipe while
+ * its reader works. Linux has no wake-up for an emptied pipe: FIONREAD is
+ * asked again after 0.1, 0.2, 0.4 ... ms, at most READER_CHECK_MAX_US apart.
+ */
+#define READER_CHECK_FIRST_US 100L
+#define READER_CHECK_MAX_US 100000L
+static int wait_for_reader(const struct claim_wait *wait, struct error *err)
+{
+	long delay_us = READER_CHECK_FIRST_US;
+
+	if (wait->reader_pipe < 0)
+		return 0;
+	for (;;) {
+		struct pollfd pipe_end = { .fd = wait->reader_pipe, .events = 0 };
+		struct timespec timeout = { .tv_sec = 0, .tv_nsec = delay_us * 1000L };
+		int unread = 0;
+
+		/* Unanswerable: do not hold the claimer up. */
+		if (ioctl(wait->reader_pipe, FIONREAD, &unread) != 0 || unread == 0)
+			return 0;
+		if (signals_stop_requested())
+			return stopped_while("waiting for the reader", err);
+		if (ppoll(&pipe_end, 1, &timeout, &wait->unblocked) > 0 &&
+		    (pipe_end.revents & (POLLERR | POLLHUP)) != 0)
+			return reader_gone(err);
+		delay_us = delay_us * 2 < READER_CHECK_MAX_US ? delay_us * 2 : READER_CHECK_MAX_US;
+	}
+}
+
+/* LISTEN, then block the stop signals; the mask to restore is in wait->unblocked. */
+static int start_waiting(PGconn *conn, long wait_seconds, FILE *output, struct claim_wait *wait,
+			 struct error *err)
+{
+	int code;
+
+	/* Listen before the first try, so a job enqueued right after it still wakes us. */
+	if ((code = db_command(conn, listen_sql, 0, NULL, err)) != 0)
+		return code;
+	wait->deadline = wait_seconds < 0 ? LLONG_MAX
+					  : monotonic_milliseconds() + wait_seconds * 1000LL;
+	wait->reader_pipe = output_pipe(output);
+	/* Signals stay blocked except inside ppoll(), so none slips in before a wait. */
+	signals_block_stop(&wait->unblocked);
+	return 0;
+}
+
+int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
+		       FILE *output, long *count, struct error *err)
+{
+	struct claim_wait wait;
+	int code;
+
+	if (wait_seconds <= 0)
+		return claim_jobs(conn, request, output, count, err);
+	if ((code = start_waiting(conn, wait_seconds, output, &wait, err)) != 0)
+		return code;
+	code = claim_when_ready(conn, request, &wait, output, count, err);
+	sigprocmask(SIG_SETMASK, &wait.unblocked, NULL);
+	return code;
+}
+
+int claim_jobs_following(PGconn *conn, const struct claim_request *request, long idle_seconds,
+			 FILE *output, long *count, struct error *err)
+{
+	struct claim_wait wait;
+	long round;
+	int code;
+
+	*count = 0;
+	if ((code = start_waiting(conn, idle_seconds, output, &wait, err)) != 0)
+		return code;
+	for (;;) {
+		if (idle_seconds >= 0)
+			wait.deadline = monotonic_milliseconds() + idle_seconds * 1000LL;
+		round = 0;
+		code = claim_when_ready(conn, request, &wait, output, &round, err);
+		*count += round;
+		if (code != 0 || round == 0)
+			break;
+		if ((code = wait_for_reader(&wait, err)) != 0)
+			break;
+	}
+	sigprocmask(SIG_SETMASK, &wait.unblocked, NULL);
 	return code;
 }
 

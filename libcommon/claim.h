@@ -36,12 +36,26 @@ int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
 
 /*
  * claim_jobs(); while it finds nothing, waits up to wait_seconds for
- * NOTIFY certctl_jobs on the connection socket and tries again. Returns 0
- * when jobs were claimed or the time ran out, EXIT_TEMPORARY when SIGINT or
- * SIGTERM arrived (signals_install() first), or claim_jobs()'s codes.
+ * NOTIFY certctl_jobs on the connection socket, or for the earliest future
+ * scheduled_at of a Pending job, and tries again. Returns 0 when jobs were
+ * claimed or the time ran out, EXIT_TEMPORARY when SIGINT or SIGTERM arrived
+ * (signals_install() first), EXIT_CANT_CREATE when output is a pipe whose
+ * reader has gone away, or claim_jobs()'s codes.
  */
 int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
 		       FILE *output, long *count, struct error *err);
+
+/*
+ * Claims round after round on one connection: as soon as a round has been
+ * written (and, when output is a pipe, read: at most one round waits in the
+ * pipe), the next; while there is nothing, waits as claim_jobs_waiting()
+ * does, up to idle_seconds (negative: for ever). *count is the number of
+ * lines written in all. Returns 0 when idle_seconds passed with nothing to
+ * claim, EXIT_TEMPORARY on SIGINT or SIGTERM, EXIT_CANT_CREATE when the
+ * reader of the pipe has gone away, or claim_jobs()'s codes.
+ */
+int claim_jobs_following(PGconn *conn, const struct claim_request *request, long idle_seconds,
+			 FILE *output, long *count, struct error *err);
 
 /*
  * Claims the one Pending job job_id, which must be of job_type, for worker

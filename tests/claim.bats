@@ -329,6 +329,126 @@ now_ms() {
 	expect_equal "Running" "$(job_status job-a)"
 }
 
+@test "claim: --wait wakes for a job whose scheduled_at comes during the wait" {
+	sql "INSERT INTO jobs (id, type, status, scheduled_at)
+	     VALUES ('job-soon', 'Renewal', 'Pending', now() + interval '1.5 seconds')"
+	start=$(now_ms)
+	run --separate-stderr certctl-claim --wait 10
+	elapsed=$(($(now_ms) - start))
+	expect_status 0
+	expect_equal "job-soon" "$(jq -r .id <<<"$output")"
+	[ "$elapsed" -lt 5000 ] || { echo "claimed after $elapsed ms"; return 1; }
+}
+
+# claim_backend: the server process of the running certctl-claim's connection.
+claim_backend() {
+	sql "SELECT pid FROM pg_stat_activity WHERE application_name = 'certctl-claim'"
+}
+
+@test "claim: --follow claims round after round on one connection, and exits 0 after --wait seconds idle" {
+	sql "INSERT INTO jobs (id, type, status) SELECT 'job-' || g, 'Renewal', 'Pending' FROM generate_series(1, 250) g"
+	certctl-claim --follow --limit 100 --wait 2 >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	pid=$!
+	for _ in $(seq 1 50); do
+		[ "$(sql "SELECT count(*) FROM jobs WHERE status = 'Running'")" = 250 ] && break
+		sleep 0.1
+	done
+	first_backend=$(claim_backend)
+	[ -n "$first_backend" ] || { echo "no connection of certctl-claim"; return 1; }
+	add_job job-late Renewal Pending
+	for _ in $(seq 1 50); do
+		[ "$(job_status job-late)" = Running ] && break
+		sleep 0.1
+	done
+	expect_equal "$first_backend" "$(claim_backend)" "backend after a later round"
+	start=$(now_ms)
+	rc=0
+	wait "$pid" || rc=$?
+	elapsed=$(($(now_ms) - start))
+	expect_equal 0 "$rc" "exit status"
+	[ "$elapsed" -ge 1000 ] && [ "$elapsed" -lt 4000 ] || { echo "exited $elapsed ms after the last job"; return 1; }
+	expect_equal 251 "$(grep -c . "$BATS_TEST_TMPDIR/out")" "lines"
+	expect_equal 251 "$(jq -r .id "$BATS_TEST_TMPDIR/out" | sort -u | wc -l)" "distinct jobs"
+	expect_equal "251|1" "$(sql "SELECT count(*), count(DISTINCT claimed_by) FROM jobs WHERE status = 'Running' AND attempts = 1")"
+	expect_equal "" "$(cat "$BATS_TEST_TMPDIR/err")" "stderr"
+}
+
+@test "claim: --follow without --wait follows until SIGTERM, which exits 75 with every claimed line printed" {
+	certctl-claim --follow >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	pid=$!
+	sleep 0.5
+	add_job job-1 Renewal Pending
+	for _ in $(seq 1 50); do
+		grep -q job-1 "$BATS_TEST_TMPDIR/out" && break
+		sleep 0.1
+	done
+	sleep 1
+	kill -0 "$pid" || { echo "the follower stopped on its own"; return 1; }
+	kill -TERM "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	expect_equal 75 "$rc" "exit status"
+	expect_equal "job-1 Running" "$(jq -r '"\(.id) \(.status)"' "$BATS_TEST_TMPDIR/out")"
+	stderr=$(cat "$BATS_TEST_TMPDIR/err")
+	expect_one_line_error certctl-claim
+}
+
+@test "claim: --follow into a pipe claims the next round only once the reader has taken the last" {
+	for i in 1 2 3 4 5 6; do add_job "job-$i" Renewal Pending; done
+	# The reader takes one line, works on it for a while, then takes the rest.
+	certctl-claim --follow --limit 1 --wait 0 2>"$BATS_TEST_TMPDIR/err" |
+		{ read -r first; echo "$first" >"$BATS_TEST_TMPDIR/first"; sleep 2; cat >"$BATS_TEST_TMPDIR/rest"; } &
+	pipeline=$!
+	for _ in $(seq 1 30); do
+		[ "$(sql "SELECT count(*) FROM jobs WHERE status = 'Running'")" -ge 2 ] && break
+		sleep 0.1
+	done
+	sleep 0.5
+	# One job with the reader, one waiting in the pipe; the other four still Pending.
+	expect_equal "2|4" "$(sql "SELECT count(*) FILTER (WHERE status = 'Running'),
+		count(*) FILTER (WHERE status = 'Pending') FROM jobs")" "Running and Pending while the reader works"
+	wait "$pipeline"
+	expect_equal 6 "$(cat "$BATS_TEST_TMPDIR/first" "$BATS_TEST_TMPDIR/rest" | jq -r .id | sort -u | wc -l)" "lines read"
+	expect_equal 6 "$(sql "SELECT count(*) FROM jobs WHERE status = 'Running'")" "Running at the end"
+}
+
+@test "claim: --follow and --wait exit 73 at once when the reader of their pipe goes away, even while idle" {
+	add_job job-1 Renewal Pending
+	start=$(now_ms)
+	run bash -c 'timeout 20 certctl-claim --follow 2>"$1" | head -n 1 >/dev/null; echo "${PIPESTATUS[0]}"' \
+		_ "$BATS_TEST_TMPDIR/err"
+	elapsed=$(($(now_ms) - start))
+	expect_equal 73 "$output" "exit status of certctl-claim"
+	[ "$elapsed" -lt 5000 ] || { echo "noticed after $elapsed ms"; return 1; }
+	stderr=$(cat "$BATS_TEST_TMPDIR/err")
+	expect_one_line_error certctl-claim
+	expect_contains "$stderr" "reader has gone away"
+	# A one-shot --wait notices it as well, instead of waiting out its time.
+	start=$(now_ms)
+	run bash -c 'timeout 20 certctl-claim --wait 30 2>/dev/null | true; echo "${PIPESTATUS[0]}"'
+	elapsed=$(($(now_ms) - start))
+	expect_equal 73 "$output" "exit status of certctl-claim --wait"
+	[ "$elapsed" -lt 5000 ] || { echo "--wait noticed after $elapsed ms"; return 1; }
+}
+
+@test "claim: --follow of an agent retired while it waits exits 4" {
+	add_agent agent-a
+	certctl-claim --follow --agent agent-a >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	pid=$!
+	sleep 0.5
+	certctl-retire -q agent-a >/dev/null
+	start=$(now_ms)
+	for _ in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	rc=0
+	kill -0 "$pid" 2>/dev/null && { kill "$pid"; echo "the follower of a retired agent kept waiting"; return 1; }
+	wait "$pid" || rc=$?
+	expect_equal 4 "$rc" "exit status"
+	expect_equal "" "$(cat "$BATS_TEST_TMPDIR/out")" "stdout"
+}
+
 @test "claim: a retired agent gets exit 4 and no jobs" {
 	add_agent agent-a
 	add_job job-a Deployment Pending agent-a
@@ -466,7 +586,7 @@ now_ms() {
 @test "claim: bad flags exit 64 with one line on stderr and change nothing" {
 	add_job job-1 Renewal Pending
 	for args in "--limit 0" "--limit x" "--limit -3" "--lease 0" "--wait soon" "--type Bogus" \
-		"--bogus" "--reap --limit 2" "--any --agent agent-a" "--agent=" "--worker=" "extra"; do
+		"--bogus" "--reap --limit 2" "--reap --follow" "--any --agent agent-a" "--agent=" "--worker=" "extra"; do
 		# shellcheck disable=SC2086
 		run --separate-stderr certctl-claim $args
 		expect_status 64 || { echo "args: $args"; return 1; }

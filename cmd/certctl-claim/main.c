@@ -14,7 +14,7 @@
 
 static const char usage_text[] =
 	"usage: certctl-claim [-d DSN] [-v | -q] [--type TYPE] [--limit N] [--lease SECONDS]\n"
-	"                     [--worker NAME] [--wait SECONDS] [--agent ID | --any]\n"
+	"                     [--worker NAME] [--wait SECONDS] [--follow] [--agent ID | --any]\n"
 	"       certctl-claim [-d DSN] [-v | -q] --reap\n"
 	"       certctl-claim --help | --version\n";
 
@@ -27,6 +27,7 @@ enum {
 	OPTION_WAIT,
 	OPTION_ANY,
 	OPTION_REAP,
+	OPTION_FOLLOW,
 };
 
 static const char *const job_types[] = { "Issuance", "Renewal", "Deployment", "Validation" };
@@ -39,11 +40,6 @@ static bool is_job_type(const char *text)
 	return false;
 }
 
-/*
- * A closed descriptor 0-2 would be reused by the database socket, and job
- * lines would be written into the connection: refuse a closed stdout, and
- * park /dev/null on closed stdin and stderr.
- */
 /* A positive whole number no larger than max, for --limit and --lease. */
 static bool parse_positive(const char *text, long max, long *value)
 {
@@ -62,6 +58,7 @@ int main(int argc, char *argv[])
 		{ "wait", required_argument, NULL, OPTION_WAIT },
 		{ "any", no_argument, NULL, OPTION_ANY },
 		{ "reap", no_argument, NULL, OPTION_REAP },
+		{ "follow", no_argument, NULL, OPTION_FOLLOW },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct common_options common;
@@ -71,7 +68,7 @@ int main(int argc, char *argv[])
 	};
 	struct error err = { 0, "" };
 	char default_worker[HOST_NAME_MAX + 32], host[HOST_NAME_MAX + 1];
-	bool reap = false, claim_option = false;
+	bool reap = false, follow = false, claim_option = false, wait_given = false;
 	long wait_seconds = 0, count = 0;
 	PGconn *conn = NULL;
 	int option, code;
@@ -112,6 +109,10 @@ int main(int argc, char *argv[])
 		case OPTION_WAIT:
 			if (!parse_seconds(optarg, &wait_seconds) || wait_seconds > 86400)
 				return usage_error("--wait takes seconds from 0 to 86400, not '%s'", optarg);
+			wait_given = true;
+			break;
+		case OPTION_FOLLOW:
+			follow = true;
 			break;
 		case OPTION_ANY:
 			request.any = true;
@@ -148,6 +149,10 @@ int main(int argc, char *argv[])
 	}
 	if (reap)
 		code = reap_jobs(conn, stdout, &count, &err);
+	else if (follow)
+		/* Without --wait a follower waits for work for ever. */
+		code = claim_jobs_following(conn, &request, wait_given ? wait_seconds : -1,
+					    stdout, &count, &err);
 	else
 		code = claim_jobs_waiting(conn, &request, wait_seconds, stdout, &count, &err);
 	log_info("%ld job%s %s", count, count == 1 ? "" : "s", reap ? "reaped" : "claimed");
