@@ -207,7 +207,7 @@ static int lock_active_agent(PGconn *conn, const char *agent_id, struct error *e
 }
 
 int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
-	       long *count, struct error *err)
+	       long *count, long *claimed, struct error *err)
 {
 	PGresult *results[MAX_CLAIM_RESULTS] = { NULL };
 	int result_count = 0, code;
@@ -215,9 +215,9 @@ int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
 	const char *params[5] = { request->job_type, limit, request->worker, lease,
 				  request->agent_id };
 	const char *csr_params[3] = { request->job_type, limit, request->agent_id };
-	long claimed;
 
 	*count = 0;
+	*claimed = 0;
 	snprintf(limit, sizeof(limit), "%ld", request->limit);
 	snprintf(lease, sizeof(lease), "%ld", request->lease_seconds);
 	if (request->agent_id == NULL) {
@@ -226,6 +226,7 @@ int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
 				      4, params, err);
 		if (results[result_count++] == NULL)
 			return err->code;
+		*claimed = PQntuples(results[0]);
 		goto print;
 	}
 	if ((code = db_begin(conn, err)) != 0)
@@ -235,25 +236,29 @@ int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
 	results[0] = db_query(conn, claim_agent_assigned_sql, 5, params, err);
 	if (results[result_count++] == NULL)
 		goto fail;
-	claimed = PQntuples(results[0]);
-	if (claimed < request->limit) {
-		snprintf(remaining, sizeof(remaining), "%ld", request->limit - claimed);
+	*claimed = PQntuples(results[0]);
+	if (*claimed < request->limit) {
+		snprintf(remaining, sizeof(remaining), "%ld", request->limit - *claimed);
 		params[1] = remaining;
 		results[result_count] = db_query(conn, claim_agent_targeted_sql, 5, params, err);
 		if (results[result_count++] == NULL)
 			goto fail;
+		*claimed += PQntuples(results[result_count - 1]);
 	}
 	results[result_count] = db_query(conn, list_agent_awaiting_csr_sql, 3, csr_params, err);
 	if (results[result_count++] == NULL)
 		goto fail;
-	if ((code = db_commit(conn, err)) != 0)
+	if ((code = db_commit(conn, err)) != 0) {
+		*claimed = 0;
 		goto out;
+	}
 print:
 	/* Printed only once committed: a line on stdout is a job this worker owns. */
 	code = write_job_lines(output, results, result_count, false, count, err);
 	goto out;
 fail:
 	code = err->code;
+	*claimed = 0;
 	db_rollback(conn);
 out:
 	for (int r = 0; r < result_count; r++)
@@ -328,14 +333,19 @@ static int stopped_while(const char *doing, struct error *err)
 }
 
 /*
- * Claims until something is claimed, the deadline passes, a stop signal
+ * Claims until a claim prints something (with until_claimed: until one
+ * claims a job, since an agent's AwaitingCSR jobs are listed by every claim
+ * and would keep a follower spinning), the deadline passes, a stop signal
  * arrives or the reader of a pipe on output goes away. Between tries it
  * sleeps in ppoll() until a NOTIFY, the next due job or the deadline.
+ * *count adds up the lines of every try, *claimed the jobs flipped to Running.
  */
 static int claim_when_ready(PGconn *conn, const struct claim_request *request,
-			    const struct claim_wait *wait, FILE *output, long *count,
-			    struct error *err)
+			    const struct claim_wait *wait, bool until_claimed, FILE *output,
+			    long *count, long *claimed, struct error *err)
 {
+	*count = 0;
+	*claimed = 0;
 	for (;;) {
 		struct pollfd watched[2] = {
 			{ .fd = PQsocket(conn), .events = POLLIN },
@@ -344,11 +354,14 @@ static int claim_when_ready(PGconn *conn, const struct claim_request *request,
 		};
 		struct timespec timeout;
 		long long left, due = -1;
+		long printed;
 		int ready, notified, code;
 
 		if (signals_stop_requested())
 			return stopped_while("waiting for jobs", err);
-		if ((code = claim_jobs(conn, request, output, count, err)) != 0 || *count > 0)
+		code = claim_jobs(conn, request, output, &printed, claimed, err);
+		*count += printed;
+		if (code != 0 || *claimed > 0 || (printed > 0 && !until_claimed))
 			return code;
 		if ((code = next_due_milliseconds(conn, &due, err)) != 0)
 			return code;
@@ -432,11 +445,13 @@ int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long w
 	struct claim_wait wait;
 	int code;
 
+	long claimed;
+
 	if (wait_seconds <= 0)
-		return claim_jobs(conn, request, output, count, err);
+		return claim_jobs(conn, request, output, count, &claimed, err);
 	if ((code = start_waiting(conn, wait_seconds, output, &wait, err)) != 0)
 		return code;
-	code = claim_when_ready(conn, request, &wait, output, count, err);
+	code = claim_when_ready(conn, request, &wait, false, output, count, &claimed, err);
 	sigprocmask(SIG_SETMASK, &wait.unblocked, NULL);
 	return code;
 }
@@ -445,7 +460,7 @@ int claim_jobs_following(PGconn *conn, const struct claim_request *request, long
 			 FILE *output, long *count, struct error *err)
 {
 	struct claim_wait wait;
-	long round;
+	long round, claimed;
 	int code;
 
 	*count = 0;
@@ -454,10 +469,10 @@ int claim_jobs_following(PGconn *conn, const struct claim_request *request, long
 	for (;;) {
 		if (idle_seconds >= 0)
 			wait.deadline = monotonic_milliseconds() + idle_seconds * 1000LL;
-		round = 0;
-		code = claim_when_ready(conn, request, &wait, output, &round, err);
+		code = claim_when_ready(conn, request, &wait, true, output, &round, &claimed, err);
 		*count += round;
-		if (code != 0 || round == 0)
+		/* Without an error it returns having claimed, or having waited out the idle time. */
+		if (code != 0 || claimed == 0)
 			break;
 		if ((code = wait_for_reader(&wait, err)) != 0)
 			break;

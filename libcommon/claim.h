@@ -28,11 +28,13 @@ struct claim_request {
 /*
  * Claims up to request->limit jobs in one transaction (FOR UPDATE SKIP LOCKED,
  * so concurrent claimants get disjoint sets), then writes one job line each
- * to output. *count is the number of lines written. Returns 0 (nothing to do
- * included), EXIT_NOT_FOUND (unknown agent), EXIT_RETIRED, or a database code.
+ * to output. *count is the number of lines written, *claimed the number of
+ * jobs flipped to Running (an agent's AwaitingCSR jobs are listed, not
+ * claimed). Returns 0 (nothing to do included), EXIT_NOT_FOUND (unknown
+ * agent), EXIT_RETIRED, or a database code.
  */
 int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
-	       long *count, struct error *err);
+	       long *count, long *claimed, struct error *err);
 
 /*
  * claim_jobs(); while it finds nothing, waits up to wait_seconds for
@@ -48,8 +50,9 @@ int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long w
 /*
  * Claims round after round on one connection: as soon as a round has been
  * written (and, when output is a pipe, read: at most one round waits in the
- * pipe), the next; while there is nothing, waits as claim_jobs_waiting()
- * does, up to idle_seconds (negative: for ever). *count is the number of
+ * pipe), the next; while there is nothing to claim (a round that only lists
+ * AwaitingCSR jobs claims nothing), waits as claim_jobs_waiting() does, up
+ * to idle_seconds (negative: for ever). *count is the number of
  * lines written in all. Returns 0 when idle_seconds passed with nothing to
  * claim, EXIT_TEMPORARY on SIGINT or SIGTERM, EXIT_CANT_CREATE when the
  * reader of the pipe has gone away, or claim_jobs()'s codes.

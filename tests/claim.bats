@@ -431,6 +431,25 @@ claim_backend() {
 	[ "$elapsed" -lt 5000 ] || { echo "--wait noticed after $elapsed ms"; return 1; }
 }
 
+@test "claim: an agent's --follow lists AwaitingCSR jobs in each round, and a round with nothing else to claim ends in a wait" {
+	add_agent agent-a
+	add_target target-a agent-a
+	add_certificate mc-a target-a
+	add_job job-csr Issuance AwaitingCSR '' '' mc-a
+	add_job job-a1 Deployment Pending agent-a target-a mc-a
+	start=$(now_ms)
+	run --separate-stderr timeout 20 certctl-claim --agent agent-a --follow --wait 2
+	elapsed=$(($(now_ms) - start))
+	expect_status 0
+	[ "$elapsed" -lt 5000 ] || { echo "exited after $elapsed ms"; return 1; }
+	# Round 1 claims job-a1 and lists job-csr; round 2 lists job-csr again and
+	# claims nothing, so the follower waits; the try when the wait runs out
+	# lists it once more, and the follower exits. A spinning one prints it
+	# thousands of times.
+	expect_equal "job-a1 job-csr job-csr job-csr" "$(printf '%s\n' "$output" | jq -r .id | paste -sd' ' -)"
+	expect_equal "AwaitingCSR" "$(job_status job-csr)"
+}
+
 @test "claim: --follow of an agent retired while it waits exits 4" {
 	add_agent agent-a
 	certctl-claim --follow --agent agent-a >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
