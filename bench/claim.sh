@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# bench/claim.sh: how fast certctl-claim drains the queue next to its own SQL
-# run by pgbench, what one claim costs, and which plans the claim queries use
-# on a large jobs table. Prints figures; asserts nothing. Runs in a throw-away
-# cluster (pg_virtualenv -t) with default, durable settings.
+# bench/claim.sh: how fast certctl-claim drains the queue (a process per claim,
+# and --follow on one connection) next to its own SQL run by pgbench, what one
+# claim costs and what a one-shot client pays before it can claim on this host,
+# and which plans the claim queries use on a large jobs table. Prints figures;
+# asserts nothing. Runs in a throw-away cluster (pg_virtualenv -t) with
+# default, durable settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CERTCTL_BIN:?set CERTCTL_BIN to the directory holding the certctl binaries}"
@@ -101,8 +103,24 @@ claim_ms=$(( $(millis) - start ))
 claim_claimed=$(running_count)
 claim_rate=$(( claim_claimed * 1000 / claim_ms ))
 echo "certctl-claim ($CLAIMERS processes, each claim a new process and connection): $claim_claimed jobs in $claim_ms ms = $claim_rate jobs/s"
-echo "certctl-claim / raw SQL: $(( claim_rate * 100 / sql_rate ))% (goal >= 80%);" \
+echo "  / raw SQL: $(( claim_rate * 100 / sql_rate ))%;" \
 	"/ raw SQL with a connection per claim: $(( claim_rate * 100 / sqlc_rate ))%"
+
+# A long-running claimer keeps its connection, as pgbench does: --follow,
+# each into a pipe (the reader-paced path an agent's pipeline takes), ending
+# when a round finds the queue empty (--wait 0).
+load_pending "$CLAIM_JOBS"
+start=$(millis)
+for w in $(seq 1 "$CLAIMERS"); do
+	certctl-claim --follow --wait 0 --limit "$BATCH" --worker "bench-$w" | wc -l >"$work/follow.$w" &
+done
+wait
+follow_ms=$(( $(millis) - start ))
+follow_claimed=$(running_count)
+follow_lines=$(awk '{ lines += $1 } END { print lines }' "$work"/follow.*)
+follow_rate=$(( follow_claimed * 1000 / follow_ms ))
+echo "certctl-claim --follow ($CLAIMERS processes, one connection each, into pipes): $follow_claimed jobs ($follow_lines lines) in $follow_ms ms = $follow_rate jobs/s"
+echo "  / raw SQL: $(( follow_rate * 100 / sql_rate ))% (goal >= 80%)"
 
 echo "== one-shot certctl-claim --limit 1 over the local socket ($ONE_SHOT_RUNS runs)"
 load_pending $((ONE_SHOT_RUNS * 2 + 20))
@@ -123,6 +141,40 @@ for _ in $(seq 1 11); do
 	cat "$work/one" >>"$work/rss"
 done
 echo "peak RSS: median $(sort -n "$work/rss" | sed -n 6p) KiB, max $(sort -n "$work/rss" | tail -n 1) KiB (goal <= 8192 KiB)"
+
+# The same claim by a claimer that is already running and connected.
+FOLLOW_RUNS=1000
+load_pending "$FOLLOW_RUNS"
+start=$EPOCHREALTIME
+/usr/bin/time -f %M -o "$work/follow-rss" certctl-claim --follow --wait 0 --limit 1 >"$work/follow-one"
+end=$EPOCHREALTIME
+per_claim_us=$(( (${end/./} - ${start/./}) / FOLLOW_RUNS ))
+load_pending "$FOLLOW_RUNS"
+start=$EPOCHREALTIME
+certctl-claim --follow --wait 0 --limit 1 | wc -l >/dev/null
+end=$EPOCHREALTIME
+per_claim_piped_us=$(( (${end/./} - ${start/./}) / FOLLOW_RUNS ))
+printf 'certctl-claim --follow --limit 1, %d claims: %d.%02d ms per claim to a file, %d.%02d ms into a pipe\n' \
+	"$FOLLOW_RUNS" $((per_claim_us / 1000)) $((per_claim_us % 1000 / 10)) \
+	$((per_claim_piped_us / 1000)) $((per_claim_piped_us % 1000 / 10))
+echo "peak RSS of that follower after $FOLLOW_RUNS claims: $(cat "$work/follow-rss") KiB"
+
+# What any one-shot client pays on this host before it can claim: a process,
+# the shared libraries libpq brings, a new backend.
+mean_us() { # mean_us RUNS COMMAND...: mean wall time in microseconds
+	local runs=$1 start end
+	shift
+	start=$EPOCHREALTIME
+	for _ in $(seq 1 "$runs"); do "$@" >/dev/null; done
+	end=$EPOCHREALTIME
+	echo $(( (${end/./} - ${start/./}) / runs ))
+}
+fmt_ms() { printf '%d.%02d ms' $(($1 / 1000)) $(($1 % 1000 / 10)); }
+echo "floor: /bin/true $(fmt_ms "$(mean_us 50 /bin/true)")," \
+	"certctl-claim --help $(fmt_ms "$(mean_us 50 certctl-claim --help)") (no database)," \
+	"psql -c 'select 1' $(fmt_ms "$(mean_us 20 psql -XAtqc 'select 1')")"
+echo 'select 1;' >"$work/select1.sql"
+pgbench -n -C -c 1 -t 200 -f "$work/select1.sql" 2>&1 | sed -n 's/^average connection time = /floor: new connection (pgbench -C, 1 client) /p'
 
 echo "== plans with $BIG_JOBS jobs, 1% Pending"
 psql_q "TRUNCATE jobs CASCADE"
