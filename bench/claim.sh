@@ -19,10 +19,8 @@ BIG_JOBS=${BIG_JOBS:-1000000}
 
 if [ -z "${CERTCTL_BENCH_CLUSTER:-}" ]; then
 	# pg_virtualenv would take 5432 and collide with a concurrent run: pick a free port.
-	for _ in $(seq 1 50); do
-		PGPORT=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$PGPORT") 2>/dev/null || break
-	done
+	source tests/lib/net.bash
+	PGPORT=$(free_port)
 	export PGPORT CERTCTL_BENCH_CLUSTER=1
 	exec pg_virtualenv -t -o max_connections=100 "$0" "$@"
 fi

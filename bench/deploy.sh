@@ -9,10 +9,8 @@ cd "$(dirname "$0")/.."
 JOBS=${JOBS:-1000}
 
 if [ -z "${CERTCTL_BENCH_INNER:-}" ]; then
-	for _ in $(seq 1 50); do
-		PGPORT=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$PGPORT") 2>/dev/null || break
-	done
+	source tests/lib/net.bash
+	PGPORT=$(free_port)
 	export PGPORT CERTCTL_BENCH_INNER=1
 	exec pg_virtualenv -t "$0" "$@"
 fi
