@@ -215,6 +215,7 @@ int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
 	const char *params[5] = { request->job_type, limit, request->worker, lease,
 				  request->agent_id };
 	const char *csr_params[3] = { request->job_type, limit, request->agent_id };
+	long flipped;
 
 	*count = 0;
 	*claimed = 0;
@@ -226,7 +227,7 @@ int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
 				      4, params, err);
 		if (results[result_count++] == NULL)
 			return err->code;
-		*claimed = PQntuples(results[0]);
+		flipped = PQntuples(results[0]);
 		goto print;
 	}
 	if ((code = db_begin(conn, err)) != 0)
@@ -236,29 +237,27 @@ int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
 	results[0] = db_query(conn, claim_agent_assigned_sql, 5, params, err);
 	if (results[result_count++] == NULL)
 		goto fail;
-	*claimed = PQntuples(results[0]);
-	if (*claimed < request->limit) {
-		snprintf(remaining, sizeof(remaining), "%ld", request->limit - *claimed);
+	flipped = PQntuples(results[0]);
+	if (flipped < request->limit) {
+		snprintf(remaining, sizeof(remaining), "%ld", request->limit - flipped);
 		params[1] = remaining;
 		results[result_count] = db_query(conn, claim_agent_targeted_sql, 5, params, err);
 		if (results[result_count++] == NULL)
 			goto fail;
-		*claimed += PQntuples(results[result_count - 1]);
+		flipped += PQntuples(results[result_count - 1]);
 	}
 	results[result_count] = db_query(conn, list_agent_awaiting_csr_sql, 3, csr_params, err);
 	if (results[result_count++] == NULL)
 		goto fail;
-	if ((code = db_commit(conn, err)) != 0) {
-		*claimed = 0;
+	if ((code = db_commit(conn, err)) != 0)
 		goto out;
-	}
 print:
+	*claimed = flipped;
 	/* Printed only once committed: a line on stdout is a job this worker owns. */
 	code = write_job_lines(output, results, result_count, false, count, err);
 	goto out;
 fail:
 	code = err->code;
-	*claimed = 0;
 	db_rollback(conn);
 out:
 	for (int r = 0; r < result_count; r++)
@@ -422,17 +421,23 @@ static int wait_for_reader(const struct claim_wait *wait, struct error *err)
 	}
 }
 
-/* LISTEN, then block the stop signals; the mask to restore is in wait->unblocked. */
-static int start_waiting(PGconn *conn, long wait_seconds, FILE *output, struct claim_wait *wait,
-			 struct error *err)
+/* The monotonic time seconds from now; LLONG_MAX for negative seconds (no end). */
+static long long deadline_after(long seconds)
+{
+	return seconds < 0 ? LLONG_MAX : monotonic_milliseconds() + seconds * 1000LL;
+}
+
+/*
+ * LISTEN, then block the stop signals; the mask to restore is in
+ * wait->unblocked. The caller sets wait->deadline.
+ */
+static int start_waiting(PGconn *conn, FILE *output, struct claim_wait *wait, struct error *err)
 {
 	int code;
 
 	/* Listen before the first try, so a job enqueued right after it still wakes us. */
 	if ((code = db_command(conn, listen_sql, 0, NULL, err)) != 0)
 		return code;
-	wait->deadline = wait_seconds < 0 ? LLONG_MAX
-					  : monotonic_milliseconds() + wait_seconds * 1000LL;
 	wait->reader_pipe = output_pipe(output);
 	/* Signals stay blocked except inside ppoll(), so none slips in before a wait. */
 	signals_block_stop(&wait->unblocked);
@@ -443,14 +448,14 @@ int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long w
 		       FILE *output, long *count, struct error *err)
 {
 	struct claim_wait wait;
-	int code;
-
 	long claimed;
+	int code;
 
 	if (wait_seconds <= 0)
 		return claim_jobs(conn, request, output, count, &claimed, err);
-	if ((code = start_waiting(conn, wait_seconds, output, &wait, err)) != 0)
+	if ((code = start_waiting(conn, output, &wait, err)) != 0)
 		return code;
+	wait.deadline = deadline_after(wait_seconds);
 	code = claim_when_ready(conn, request, &wait, false, output, count, &claimed, err);
 	sigprocmask(SIG_SETMASK, &wait.unblocked, NULL);
 	return code;
@@ -464,11 +469,11 @@ int claim_jobs_following(PGconn *conn, const struct claim_request *request, long
 	int code;
 
 	*count = 0;
-	if ((code = start_waiting(conn, idle_seconds, output, &wait, err)) != 0)
+	if ((code = start_waiting(conn, output, &wait, err)) != 0)
 		return code;
 	for (;;) {
-		if (idle_seconds >= 0)
-			wait.deadline = monotonic_milliseconds() + idle_seconds * 1000LL;
+		/* The idle time counts from the end of the last round that claimed. */
+		wait.deadline = deadline_after(idle_seconds);
 		code = claim_when_ready(conn, request, &wait, true, output, &round, &claimed, err);
 		*count += round;
 		/* Without an error it returns having claimed, or having waited out the idle time. */

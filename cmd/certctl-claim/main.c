@@ -68,8 +68,8 @@ int main(int argc, char *argv[])
 	};
 	struct error err = { 0, "" };
 	char default_worker[HOST_NAME_MAX + 32], host[HOST_NAME_MAX + 1];
-	bool reap = false, follow = false, claim_option = false, wait_given = false;
-	long wait_seconds = 0, count = 0;
+	bool reap = false, follow = false, claim_option = false;
+	long wait_seconds = -1, count = 0;      /* -1: no --wait */
 	PGconn *conn = NULL;
 	int option, code;
 
@@ -109,7 +109,6 @@ int main(int argc, char *argv[])
 		case OPTION_WAIT:
 			if (!parse_seconds(optarg, &wait_seconds) || wait_seconds > 86400)
 				return usage_error("--wait takes seconds from 0 to 86400, not '%s'", optarg);
-			wait_given = true;
 			break;
 		case OPTION_FOLLOW:
 			follow = true;
@@ -151,8 +150,7 @@ int main(int argc, char *argv[])
 		code = reap_jobs(conn, stdout, &count, &err);
 	else if (follow)
 		/* Without --wait a follower waits for work for ever. */
-		code = claim_jobs_following(conn, &request, wait_given ? wait_seconds : -1,
-					    stdout, &count, &err);
+		code = claim_jobs_following(conn, &request, wait_seconds, stdout, &count, &err);
 	else
 		code = claim_jobs_waiting(conn, &request, wait_seconds, stdout, &count, &err);
 	log_info("%ld job%s %s", count, count == 1 ? "" : "s", reap ? "reaped" : "claimed");
