@@ -349,17 +349,11 @@ claim_backend() {
 	sql "INSERT INTO jobs (id, type, status) SELECT 'job-' || g, 'Renewal', 'Pending' FROM generate_series(1, 250) g"
 	certctl-claim --follow --limit 100 --wait 2 >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
 	pid=$!
-	for _ in $(seq 1 50); do
-		[ "$(sql "SELECT count(*) FROM jobs WHERE status = 'Running'")" = 250 ] && break
-		sleep 0.1
-	done
+	wait_until "SELECT count(*) = 250 FROM jobs WHERE status = 'Running'"
 	first_backend=$(claim_backend)
 	[ -n "$first_backend" ] || { echo "no connection of certctl-claim"; return 1; }
 	add_job job-late Renewal Pending
-	for _ in $(seq 1 50); do
-		[ "$(job_status job-late)" = Running ] && break
-		sleep 0.1
-	done
+	wait_until "SELECT status = 'Running' FROM jobs WHERE id = 'job-late'"
 	expect_equal "$first_backend" "$(claim_backend)" "backend after a later round"
 	start=$(now_ms)
 	rc=0
@@ -399,10 +393,7 @@ claim_backend() {
 	certctl-claim --follow --limit 1 --wait 0 2>"$BATS_TEST_TMPDIR/err" |
 		{ read -r first; echo "$first" >"$BATS_TEST_TMPDIR/first"; sleep 2; cat >"$BATS_TEST_TMPDIR/rest"; } &
 	pipeline=$!
-	for _ in $(seq 1 30); do
-		[ "$(sql "SELECT count(*) FROM jobs WHERE status = 'Running'")" -ge 2 ] && break
-		sleep 0.1
-	done
+	wait_until "SELECT count(*) >= 2 FROM jobs WHERE status = 'Running'"
 	sleep 0.5
 	# One job with the reader, one waiting in the pipe; the other four still Pending.
 	expect_equal "2|4" "$(sql "SELECT count(*) FILTER (WHERE status = 'Running'),

@@ -97,16 +97,6 @@ nginx_target() {
 	expect_equal "$(fingerprint "$PKI/v2.pem")" "$(served_fingerprint "$PORT")" "served after a refused v3"
 }
 
-# wait_job_count STATUS N: until N jobs have STATUS, at most 20 s.
-wait_job_count() {
-	for _ in $(seq 1 200); do
-		[ "$(sql "SELECT count(*) FROM jobs WHERE status = '$1'")" -ge "$2" ] && return 0
-		sleep 0.1
-	done
-	echo "fewer than $2 $1 jobs after 20 s"
-	return 1
-}
-
 @test "deploy: certctl-claim --follow | certctl-deploy, left running, deploys each version as it is enqueued" {
 	nginx_target
 	certctl-claim --agent agent-web01 --type Deployment --follow --worker follow-pipeline 2>"$BATS_TEST_TMPDIR/claim.err" |
@@ -114,11 +104,11 @@ wait_job_count() {
 	pipeline=$!
 	import_version v1
 	certctl-enqueue --certificate mc-shop >/dev/null
-	wait_job_count Completed 1
+	wait_until "SELECT count(*) >= 1 FROM jobs WHERE status = 'Completed'"
 	wait_served_fingerprint "$PORT" "$(fingerprint "$PKI/v1.pem")"
 	import_version v2
 	certctl-enqueue --certificate mc-shop >/dev/null
-	wait_job_count Completed 2
+	wait_until "SELECT count(*) >= 2 FROM jobs WHERE status = 'Completed'"
 	wait_served_fingerprint "$PORT" "$(fingerprint "$PKI/v2.pem")"
 	kill -0 "$pipeline" || { echo "the pipeline stopped on its own"; return 1; }
 	# Stopping the claimer ends the deployer at the end of its input.

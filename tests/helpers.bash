@@ -24,6 +24,16 @@ sql() {
 	psql -XAtq -v ON_ERROR_STOP=1 -c "$1"
 }
 
+# Polls an SQL condition (a boolean) for up to 15 s; fails if it never holds.
+wait_until() {
+	for _ in $(seq 1 150); do
+		[ "$(sql "$1")" = t ] && return 0
+		sleep 0.1
+	done
+	echo "timed out waiting for: $1"
+	return 1
+}
+
 # Fails with what was expected and what was got.
 expect_status() {
 	if [ "$status" -ne "$1" ]; then

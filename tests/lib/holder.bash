@@ -1,15 +1,5 @@
-# A second session that holds a lock until the test says COMMIT, and a poller
-# for the database state a test waits on (heartbeat and retire race tests).
-
-# Polls an SQL condition for up to 15 s.
-wait_until() {
-	for _ in $(seq 1 150); do
-		[ "$(sql "$1")" = t ] && return 0
-		sleep 0.1
-	done
-	echo "timed out waiting for: $1"
-	return 1
-}
+# A second session that holds a lock until the test says COMMIT (heartbeat
+# and retire race tests).
 
 # A psql session fed through a FIFO, so a test decides when it commits.
 holder_start() {
