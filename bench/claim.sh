@@ -41,6 +41,16 @@ fi
 
 psql_q() { PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 millis() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+fmt_ms() { printf '%d.%02d ms' $(($1 / 1000)) $(($1 % 1000 / 10)); } # microseconds in
+# mean_us RUNS COMMAND...: mean wall time in microseconds. No fork but the
+# command's inside the timed span (no $(...), no seq).
+mean_us() {
+	local runs=$1 start i
+	shift
+	start=${EPOCHREALTIME/./}
+	for ((i = 0; i < runs; i++)); do "$@" >/dev/null; done
+	echo $(( (${EPOCHREALTIME/./} - start) / runs ))
+}
 
 createdb claim_bench
 certctl-migrate -q up >/dev/null
@@ -124,15 +134,11 @@ echo "== one-shot certctl-claim --limit 1 over the local socket ($ONE_SHOT_RUNS 
 load_pending $((ONE_SHOT_RUNS * 2 + 20))
 : >"$work/wall"
 for _ in $(seq 1 "$ONE_SHOT_RUNS"); do
-	start=$EPOCHREALTIME
-	certctl-claim --limit 1 >/dev/null
-	end=$EPOCHREALTIME
-	echo $(( ${end/./} - ${start/./} )) >>"$work/wall"
+	mean_us 1 certctl-claim --limit 1 >>"$work/wall"
 done
 median_us=$(sort -n "$work/wall" | sed -n "$(( (ONE_SHOT_RUNS + 1) / 2 ))p")
 min_us=$(sort -n "$work/wall" | head -n 1)
-printf 'wall time: median %d.%02d ms, fastest %d.%02d ms (goal <= 10 ms)\n' \
-	$((median_us / 1000)) $((median_us % 1000 / 10)) $((min_us / 1000)) $((min_us % 1000 / 10))
+echo "wall time: median $(fmt_ms "$median_us"), fastest $(fmt_ms "$min_us") (goal <= 10 ms)"
 : >"$work/rss"
 for _ in $(seq 1 11); do
 	/usr/bin/time -f %M -o "$work/one" certctl-claim --limit 1 >/dev/null
@@ -143,31 +149,19 @@ echo "peak RSS: median $(sort -n "$work/rss" | sed -n 6p) KiB, max $(sort -n "$w
 # The same claim by a claimer that is already running and connected.
 FOLLOW_RUNS=1000
 load_pending "$FOLLOW_RUNS"
-start=$EPOCHREALTIME
+start=${EPOCHREALTIME/./}
 /usr/bin/time -f %M -o "$work/follow-rss" certctl-claim --follow --wait 0 --limit 1 >"$work/follow-one"
-end=$EPOCHREALTIME
-per_claim_us=$(( (${end/./} - ${start/./}) / FOLLOW_RUNS ))
+per_claim_us=$(( (${EPOCHREALTIME/./} - start) / FOLLOW_RUNS ))
 load_pending "$FOLLOW_RUNS"
-start=$EPOCHREALTIME
+start=${EPOCHREALTIME/./}
 certctl-claim --follow --wait 0 --limit 1 | wc -l >/dev/null
-end=$EPOCHREALTIME
-per_claim_piped_us=$(( (${end/./} - ${start/./}) / FOLLOW_RUNS ))
-printf 'certctl-claim --follow --limit 1, %d claims: %d.%02d ms per claim to a file, %d.%02d ms into a pipe\n' \
-	"$FOLLOW_RUNS" $((per_claim_us / 1000)) $((per_claim_us % 1000 / 10)) \
-	$((per_claim_piped_us / 1000)) $((per_claim_piped_us % 1000 / 10))
+per_claim_piped_us=$(( (${EPOCHREALTIME/./} - start) / FOLLOW_RUNS ))
+echo "certctl-claim --follow --limit 1, $FOLLOW_RUNS claims: $(fmt_ms "$per_claim_us") per claim to a file," \
+	"$(fmt_ms "$per_claim_piped_us") into a pipe"
 echo "peak RSS of that follower after $FOLLOW_RUNS claims: $(cat "$work/follow-rss") KiB"
 
 # What any one-shot client pays on this host before it can claim: a process,
 # the shared libraries libpq brings, a new backend.
-mean_us() { # mean_us RUNS COMMAND...: mean wall time in microseconds
-	local runs=$1 start end
-	shift
-	start=$EPOCHREALTIME
-	for _ in $(seq 1 "$runs"); do "$@" >/dev/null; done
-	end=$EPOCHREALTIME
-	echo $(( (${end/./} - ${start/./}) / runs ))
-}
-fmt_ms() { printf '%d.%02d ms' $(($1 / 1000)) $(($1 % 1000 / 10)); }
 echo "floor: /bin/true $(fmt_ms "$(mean_us 50 /bin/true)")," \
 	"certctl-claim --help $(fmt_ms "$(mean_us 50 certctl-claim --help)") (no database)," \
 	"psql -c 'select 1' $(fmt_ms "$(mean_us 20 psql -XAtqc 'select 1')")"
