@@ -22,19 +22,7 @@
 #include "exitcode.h"
 #include "fileio.h"
 #include "pem.h"
-
-/* The first OpenSSL error as text, or a fallback; clears the queue. */
-static const char *openssl_reason(char *buffer, size_t size, const char *fallback)
-{
-	unsigned long code = ERR_peek_error();
-
-	if (code == 0)
-		snprintf(buffer, size, "%s", fallback);
-	else
-		ERR_error_string_n(code, buffer, size);
-	ERR_clear_error();
-	return buffer;
-}
+#include "sslerror.h"
 
 /* An encrypted key must fail, never prompt on a terminal. */
 static int refuse_passphrase(char *buffer, int size, int rwflag, void *userdata)

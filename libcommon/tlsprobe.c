@@ -19,6 +19,7 @@
 
 #include "exitcode.h"
 #include "signals.h"
+#include "sslerror.h"
 #include "tlsprobe.h"
 
 #define SECONDS_PER_DAY 86400L
@@ -156,19 +157,6 @@ static int connect_with_deadline(const struct endpoint *endpoint, const char *te
 	}
 	freeaddrinfo(addresses);
 	return fd;
-}
-
-/* The first OpenSSL error queued, or fallback; clears the queue. */
-static const char *openssl_reason(char *buffer, size_t size, const char *fallback)
-{
-	unsigned long code = ERR_get_error();
-
-	if (code == 0)
-		snprintf(buffer, size, "%s", fallback);
-	else
-		ERR_error_string_n(code, buffer, size);
-	ERR_clear_error();
-	return buffer;
 }
 
 static int handshake(SSL *ssl, int fd, long long deadline, const char *text,

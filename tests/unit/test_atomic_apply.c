@@ -15,18 +15,8 @@
 #include "deployplan.h"
 #include "exitcode.h"
 #include "fileio.h"
+#include "outcome.h"
 #include "signals.h"
-
-static const char *outcome_name(enum deploy_outcome outcome)
-{
-	switch (outcome) {
-	case DEPLOY_OUTCOME_COMPLETED: return "Completed";
-	case DEPLOY_OUTCOME_SKIPPED: return "Skipped";
-	case DEPLOY_OUTCOME_FAILED: return "Failed";
-	case DEPLOY_OUTCOME_MANUAL_ACTION: return "ManualAction";
-	}
-	return "?";
-}
 
 int main(int argc, char *argv[])
 {

@@ -16,20 +16,10 @@
 #include "exitcode.h"
 #include "fileio.h"
 #include "log.h"
+#include "outcome.h"
 #include "sshdeploy.h"
 
 #define PEM_MAX (1024 * 1024)
-
-static const char *outcome_name(enum deploy_outcome outcome)
-{
-	switch (outcome) {
-	case DEPLOY_OUTCOME_COMPLETED: return "Completed";
-	case DEPLOY_OUTCOME_SKIPPED: return "Skipped";
-	case DEPLOY_OUTCOME_FAILED: return "Failed";
-	case DEPLOY_OUTCOME_MANUAL_ACTION: return "ManualAction";
-	}
-	return "?";
-}
 
 int main(int argc, char *argv[])
 {
