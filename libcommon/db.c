@@ -3,15 +3,20 @@
 
 #include "db.h"
 #include "exitcode.h"
+#include "fileio.h"
 #include "log.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_SECONDS "10"
+#define PASSWORD_FILE_MAX_BYTES 4096
 
 PGconn *db_connect(const char *dsn, struct error *err)
 {
 	/* Entries are read in order: a connect_timeout in the DSN overrides ours. */
-	const char *keywords[4] = { "fallback_application_name", NULL, NULL, NULL };
-	const char *values[4] = { log_program_name(), NULL, NULL, NULL };
+	const char *keywords[5] = { "fallback_application_name", NULL, NULL, NULL, NULL };
+	const char *values[5] = { log_program_name(), NULL, NULL, NULL, NULL };
+	const char *password_file = getenv("CERTCTL_PASSWORD_FILE");
+	char *password = NULL;
+	size_t password_length = 0;
 	int count = 1;
 	PGconn *conn;
 	PGresult *result;
@@ -20,6 +25,23 @@ PGconn *db_connect(const char *dsn, struct error *err)
 	if (getenv("PGCONNECT_TIMEOUT") == NULL) {
 		keywords[count] = "connect_timeout";
 		values[count++] = DEFAULT_CONNECT_TIMEOUT_SECONDS;
+	}
+	/*
+	 * An agent's password lives in a 0600 file (certctl-enroll writes it), so
+	 * it is in neither the DSN nor the environment that children inherit.
+	 * Before the DSN: a password the DSN names explicitly wins.
+	 */
+	if (password_file != NULL && password_file[0] != '\0') {
+		struct error read_err = { 0, "" };
+
+		password = secret_file_read_line(password_file, PASSWORD_FILE_MAX_BYTES,
+						 &password_length, &read_err);
+		if (password == NULL) {
+			error_set(err, EXIT_CONFIG, "CERTCTL_PASSWORD_FILE: %s", read_err.message);
+			return NULL;
+		}
+		keywords[count] = "password";
+		values[count++] = password;
 	}
 	if (dsn == NULL || dsn[0] == '\0')
 		dsn = getenv("CERTCTL_DSN");
@@ -30,6 +52,7 @@ PGconn *db_connect(const char *dsn, struct error *err)
 	}
 
 	conn = PQconnectdbParams(keywords, values, 1);
+	secret_free(password, password_length);
 	if (conn == NULL) {
 		error_set(err, EXIT_UNAVAILABLE, "database: out of memory connecting");
 		return NULL;

@@ -1,7 +1,12 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "exitcode.h"
 #include "fileio.h"
@@ -49,4 +54,74 @@ fail:
 	free(buffer);
 	fclose(file);
 	return NULL;
+}
+
+char *secret_file_read(const char *path, size_t max_bytes, size_t *length, struct error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat info;
+	char *buffer = NULL;
+	size_t used = 0;
+	ssize_t got;
+
+	if (fd < 0) {
+		error_set(err, EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	/* A FIFO or a device would block or never end. */
+	if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+		error_set(err, EXIT_DATA, "%s: not a regular file", path);
+		goto out;
+	}
+	if ((buffer = malloc(max_bytes + 1)) == NULL) {
+		error_set(err, EXIT_INTERNAL, "%s: out of memory", path);
+		goto out;
+	}
+	/* One byte past the limit tells a file that is too large. */
+	while (used <= max_bytes && (got = read(fd, buffer + used, max_bytes + 1 - used)) != 0) {
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			error_set(err, EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
+			goto fail;
+		}
+		used += (size_t)got;
+	}
+	if (used > max_bytes) {
+		error_set(err, EXIT_DATA, "%s: larger than %zu bytes", path, max_bytes);
+		goto fail;
+	}
+	buffer[used] = '\0';
+	if (length)
+		*length = used;
+	goto out;
+fail:
+	secret_free(buffer, max_bytes);
+	buffer = NULL;
+out:
+	close(fd);
+	return buffer;
+}
+
+char *secret_file_read_line(const char *path, size_t max_bytes, size_t *length, struct error *err)
+{
+	size_t total = 0, line;
+	char *secret = secret_file_read(path, max_bytes, &total, err);
+
+	if (secret == NULL)
+		return NULL;
+	line = strcspn(secret, "\r\n");
+	/* What follows the first line is wiped too, not just hidden behind a NUL. */
+	OPENSSL_cleanse(secret + line, total - line);
+	if (length)
+		*length = line;
+	return secret;
+}
+
+void secret_free(char *secret, size_t length)
+{
+	if (secret == NULL)
+		return;
+	OPENSSL_cleanse(secret, length + 1);
+	free(secret);
 }

@@ -13,4 +13,17 @@
  */
 char *file_read_all(const char *path, size_t max_bytes, size_t *length, struct error *err);
 
+/*
+ * Reads a secret (a password, a key) from a regular file: one buffer of
+ * max_bytes, never grown (a realloc would leave copies behind), wiped on
+ * every failure. Errors as file_read_all. Caller releases with secret_free().
+ */
+char *secret_file_read(const char *path, size_t max_bytes, size_t *length, struct error *err);
+
+/* The secret's first line: the text is cut at the first CR or LF. */
+char *secret_file_read_line(const char *path, size_t max_bytes, size_t *length, struct error *err);
+
+/* Wipes length bytes (and the terminating NUL) and frees; NULL is fine. */
+void secret_free(char *secret, size_t length);
+
 #endif
