@@ -16,3 +16,8 @@ load helpers
 	run "$CERTCTL_UNIT/test_sealed" "$BATS_TEST_TMPDIR"
 	expect_status 0
 }
+
+@test "unit: version keys open only for their agent, version and fingerprint; agent key files load strictly" {
+	run "$CERTCTL_UNIT/test_agentkey" "$BATS_TEST_TMPDIR"
+	expect_status 0
+}
