@@ -15,7 +15,7 @@
 #include "fileio.h"
 #include "jsonl.h"
 
-/* 44 base64 characters and the newline; anything larger is not a key file. */
+/* The key's 44 base64 characters; the file adds a newline. A larger file is refused unread. */
 #define KEY_FILE_TEXT_LENGTH (AGENT_PUBLIC_KEY_TEXT_SIZE - 1)
 #define KEY_FILE_MAX_BYTES 256
 #define BASE64_VARIANT sodium_base64_VARIANT_ORIGINAL
@@ -57,16 +57,17 @@ void agent_public_key_format(const unsigned char public_key[AGENT_KEY_BYTES],
 	sodium_bin2base64(text, AGENT_PUBLIC_KEY_TEXT_SIZE, public_key, AGENT_KEY_BYTES, BASE64_VARIANT);
 }
 
-/* Exactly 44 characters of canonical padded base64 that decode to 32 bytes; 0 or -1. */
+/*
+ * Canonical padded base64 of exactly 32 bytes; 0 or -1. With no end pointer
+ * libsodium refuses trailing text, and more than 32 bytes overflows bin_maxlen.
+ */
 static int key_base64_decode(const char *text, size_t length, unsigned char key[AGENT_KEY_BYTES])
 {
 	size_t decoded = 0;
-	const char *end = NULL;
 
-	if (length != KEY_FILE_TEXT_LENGTH ||
-	    sodium_base642bin(key, AGENT_KEY_BYTES, text, length, NULL, &decoded, &end,
+	if (sodium_base642bin(key, AGENT_KEY_BYTES, text, length, NULL, &decoded, NULL,
 			      BASE64_VARIANT) != 0 ||
-	    end != text + length || decoded != AGENT_KEY_BYTES) {
+	    decoded != AGENT_KEY_BYTES) {
 		sodium_memzero(key, AGENT_KEY_BYTES);
 		return -1;
 	}
@@ -104,6 +105,8 @@ int agent_key_load(const char *path, struct agent_keypair *pair, struct error *e
 		return error_set(err, EXIT_CONFIG, "agent key file: no file named");
 	if (stat(path, &info) != 0)
 		return error_set(err, EXIT_CONFIG, "agent key file %s: %s", path, strerror(errno));
+	if (!S_ISREG(info.st_mode))
+		return error_set(err, EXIT_CONFIG, "agent key file %s: not a regular file", path);
 	/* A key others can read is no longer this agent's alone; one they can write is not trusted. */
 	if ((info.st_mode & 0077) != 0)
 		return error_set(err, EXIT_CONFIG,
