@@ -10,7 +10,8 @@
 
 static const unsigned char secret[] = "-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n";
 #define SECRET_LENGTH (sizeof(secret) - 1)
-static const char fingerprint[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+#define FINGERPRINT "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+static const char fingerprint[] = FINGERPRINT;
 
 static void write_file(const char *path, const char *content)
 {
@@ -73,6 +74,8 @@ static void check_key_files(const char *dir)
 	snprintf(path, sizeof(path), "%s/missing.key", dir);
 	CHECK(agent_key_load(path, &pair, &err) == EXIT_CONFIG);
 	CHECK(strstr(err.message, path) != NULL);
+	CHECK(agent_key_load(dir, &pair, &err) == EXIT_CONFIG);
+	CHECK(strstr(err.message, "not a regular file") != NULL);
 	snprintf(path, sizeof(path), "%s/no/such/dir/agent.key", dir);
 	CHECK(agent_key_create(path, &pair, &created, &err) == EXIT_CANT_CREATE);
 	agent_key_wipe(&pair);
@@ -131,6 +134,9 @@ static void check_sealing(void)
 	CHECK(strstr(err.message, "fingerprint") != NULL && strstr(err.message, "expected '00'") != NULL);
 	/* Fields cannot bleed into each other: "ver-1"+"agent-12" is not "ver-1a"+"gent-12". */
 	CHECK(open_code(&pair, "ver-1a", "gent-12", fingerprint, blob, blob_length, &err) == EXIT_DATA);
+	/* A bound value that is a prefix of the expected one is still another value. */
+	CHECK(open_code(&pair, "ver-10", "agent-12", fingerprint, blob, blob_length, &err) == EXIT_DATA);
+	CHECK(open_code(&pair, "ver-1", "agent-12", FINGERPRINT "0", blob, blob_length, &err) == EXIT_DATA);
 	CHECK(open_code(&pair, "ver-1", "agent-12", fingerprint, blob, blob_length, &err) == 0);
 
 	/* One flipped byte anywhere, or a truncated blob: refused. */
@@ -160,6 +166,27 @@ static void check_sealing(void)
 		CHECK(open_code(&pair, "ver-1", "agent-12", fingerprint, raw,
 				sizeof(truncated) + crypto_box_SEALBYTES, &err) == EXIT_DATA);
 		CHECK(strstr(err.message, "truncated") != NULL);
+		free(raw);
+	}
+
+	/* A well-formed header with another magic or format version: refused. */
+	{
+		static const unsigned char other_format[] = {
+			'C', 'V', 'K', 0x02, 0, 0, 0, 1, 'v', 0, 0, 0, 1, 'a', 0, 0, 0, 1, 'f', 'k', 'e', 'y' };
+		raw = malloc(sizeof(other_format) + crypto_box_SEALBYTES);
+		CHECK(crypto_box_seal(raw, other_format, sizeof(other_format), pair.public_key) == 0);
+		CHECK(open_code(&pair, "v", "a", "f", raw, sizeof(other_format) + crypto_box_SEALBYTES,
+				&err) == EXIT_DATA);
+		CHECK(strstr(err.message, "unknown format") != NULL);
+		free(raw);
+	}
+	{
+		static const unsigned char same_format[] = {
+			'C', 'V', 'K', 0x01, 0, 0, 0, 1, 'v', 0, 0, 0, 1, 'a', 0, 0, 0, 1, 'f', 'k', 'e', 'y' };
+		raw = malloc(sizeof(same_format) + crypto_box_SEALBYTES);
+		CHECK(crypto_box_seal(raw, same_format, sizeof(same_format), pair.public_key) == 0);
+		CHECK(open_code(&pair, "v", "a", "f", raw, sizeof(same_format) + crypto_box_SEALBYTES,
+				&err) == 0);
 		free(raw);
 	}
 
