@@ -96,6 +96,20 @@ openssl_public_key() {
 	[ ! -e "$CERTCTL_AGENT_KEY_FILE" ] || { echo "did not expect $CERTCTL_AGENT_KEY_FILE"; return 1; }
 }
 
+@test "keygen: the process is non-dumpable with no core file before it opens the key" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	trace="$BATS_TEST_TMPDIR/strace.out"
+	run --separate-stderr strace -o "$trace" -e trace=prctl,prlimit64,setrlimit,openat \
+		certctl-keygen --key-file "$KEY"
+	expect_status 0
+	dumpable=$(grep -nE 'prctl\(PR_SET_DUMPABLE, (0|SUID_DUMP_DISABLE)\)' "$trace" | cut -d: -f1)
+	no_core=$(grep -n 'RLIMIT_CORE, {rlim_cur=0, rlim_max=0}' "$trace" | cut -d: -f1)
+	key_open=$(grep -n "openat(.*\"$KEY\"" "$trace" | head -n1 | cut -d: -f1)
+	[ -n "$dumpable" ] && [ -n "$no_core" ] && [ -n "$key_open" ] &&
+		[ "$dumpable" -lt "$key_open" ] && [ "$no_core" -lt "$key_open" ] ||
+		{ echo "expected PR_SET_DUMPABLE 0 and RLIMIT_CORE 0 before the key is opened:"; cat "$trace"; return 1; }
+}
+
 @test "keygen: a directory that does not exist is 73 and nothing is created" {
 	run --separate-stderr certctl-keygen --key-file "$KEYS/missing/agent.key"
 	expect_status 73
@@ -103,6 +117,19 @@ openssl_public_key() {
 	expect_one_line_error certctl-keygen
 	expect_contains "$stderr" "$KEYS/missing/agent.key"
 	[ ! -e "$KEYS/missing" ] || { echo "did not expect $KEYS/missing to exist"; return 1; }
+}
+
+@test "keygen: a key file that cannot be written completely is removed (73)" {
+	# A file size limit of 0 makes write(2) fail with EFBIG once SIGXFSZ is
+	# ignored; all output goes through a pipe to an unlimited cat, on stderr.
+	run --separate-stderr bash -c 'trap "" XFSZ
+		prlimit --fsize=0:0 certctl-keygen --key-file "$1" 2>&1 | cat >&2
+		exit "${PIPESTATUS[0]}"' keygen "$KEY"
+	expect_status 73
+	expect_equal "" "$output" "stdout"
+	expect_one_line_error certctl-keygen
+	expect_contains "$stderr" "removed"
+	[ ! -e "$KEY" ] || { echo "a partly written $KEY was left behind"; return 1; }
 }
 
 @test "keygen: an existing malformed key file is 78 with one line, and is left unchanged" {
