@@ -7,6 +7,7 @@
 #include "exitcode.h"
 #include "jsonl.h"
 #include "log.h"
+#include "scope.h"
 #include "signals.h"
 
 /* A retired agent matches no row here: retirement wins over a late beat. */
@@ -91,6 +92,9 @@ int agent_heartbeat(PGconn *conn, const struct heartbeat_request *request,
 	PGresult *state = NULL;
 	int done, code;
 
+	/* Agents are created by operators: an agent's role may not register one. */
+	if (request->register_unknown && (code = scope_check_acting_for(conn, NULL, err)) != 0)
+		return code;
 	done = try_beat(conn, request, beat_sql, false, output, err);
 	if (done == 0 && request->register_unknown)
 		done = try_beat(conn, request, register_sql, true, output, err);
@@ -100,17 +104,20 @@ int agent_heartbeat(PGconn *conn, const struct heartbeat_request *request,
 	state = db_query(conn, agent_state_sql, 1, params, err);
 	if (state == NULL)
 		return err->code;
-	if (PQntuples(state) == 0)
-		code = error_set(err, EXIT_NOT_FOUND, "%s: no such agent (use --register to create it)",
-				 request->agent_id);
-	else if (PQgetvalue(state, 0, 0)[0] == 't')
+	if (PQntuples(state) == 0) {
+		/* Another agent's row is invisible to an agent's role: that is 77, not 66. */
+		if ((code = scope_check_acting_for(conn, request->agent_id, err)) == 0)
+			code = error_set(err, EXIT_NOT_FOUND, "%s: no such agent (use --register to create it)",
+					 request->agent_id);
+	} else if (PQgetvalue(state, 0, 0)[0] == 't') {
 		code = report_retired(request->agent_id, state, output, err);
-	else if ((done = try_beat(conn, request, beat_sql, false, output, err)) != 0)
+	} else if ((done = try_beat(conn, request, beat_sql, false, output, err)) != 0) {
 		/* Created or un-retired by someone else between our statements. */
 		code = done > 0 ? 0 : -done;
-	else
+	} else {
 		code = error_set(err, EXIT_TEMPORARY, "%s: agent changed during the heartbeat; retry",
 				 request->agent_id);
+	}
 	PQclear(state);
 	return code;
 }

@@ -15,6 +15,7 @@
 #include "exitcode.h"
 #include "jobs.h"
 #include "jsonl.h"
+#include "scope.h"
 #include "signals.h"
 
 /*
@@ -197,7 +198,8 @@ static int lock_active_agent(PGconn *conn, const char *agent_id, struct error *e
 
 	if (agent == NULL)
 		return err->code;
-	if (PQntuples(agent) == 0)
+	/* Another agent's row is invisible to an agent's role: that is 77, not 66. */
+	if (PQntuples(agent) == 0 && (code = scope_check_acting_for(conn, agent_id, err)) == 0)
 		code = error_set(err, EXIT_NOT_FOUND, "%s: no such agent", agent_id);
 	else if (strcmp(PQgetvalue(agent, 0, 0), "t") == 0)
 		code = error_set(err, EXIT_RETIRED, "%s: agent is retired (since %s); no jobs claimed",
@@ -569,9 +571,10 @@ json_object *claim_job_by_id(PGconn *conn, const char *job_id, const char *job_t
 	PQclear(result);
 	if ((result = db_query(conn, job_status_sql, 1, params, err)) == NULL)
 		return NULL;
-	if (PQntuples(result) == 0)
-		error_set(err, EXIT_NOT_FOUND, "%s: no such job", job_id);
-	else
+	if (PQntuples(result) == 0) {
+		if (scope_check_job(conn, job_id, err) == 0)
+			error_set(err, EXIT_NOT_FOUND, "%s: no such job", job_id);
+	} else
 		error_set(err, EXIT_TEMPORARY, "%s: a %s job is %s, not a Pending %s job; left alone",
 			  job_id, PQgetvalue(result, 0, 1), PQgetvalue(result, 0, 0), job_type);
 	PQclear(result);
