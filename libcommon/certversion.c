@@ -10,6 +10,7 @@
 #include "exitcode.h"
 #include "jsonl.h"
 #include "log.h"
+#include "versionkeys.h"
 
 /* FOR UPDATE: two imports of one certificate serialize, so the
  * already-imported check and the insert see the same rows. */
@@ -20,32 +21,17 @@ static const char existing_version_sql[] =
 	"SELECT id, certctl_rfc3339(not_after) FROM certificate_versions"
 	" WHERE certificate_id = $1 AND fingerprint_sha256 = $2";
 
-/* The sealed key travels as hex text: db_query passes text parameters only. */
+/* $9, the sealed key, is a binary parameter. */
 static const char insert_version_sql[] =
 	"INSERT INTO certificate_versions (id, certificate_id, serial_number, subject, not_before,"
 	" not_after, fingerprint_sha256, cert_pem, chain_pem, key_sealed, key_algorithm)"
 	" VALUES ('cv-' || gen_random_uuid(), $1, $2, $3, $4::timestamptz, $5::timestamptz, $6, $7,"
-	" $8, decode($9, 'hex'), $10)"
+	" $8, $9, $10)"
 	" RETURNING id, certctl_rfc3339(not_after)";
 
 static const char set_common_name_sql[] =
 	"UPDATE managed_certificates SET common_name = COALESCE($2, common_name), updated_at = now()"
 	" WHERE id = $1";
-
-static char *hex_encode(const unsigned char *bytes, size_t length)
-{
-	static const char digits[] = "0123456789abcdef";
-	char *hex = malloc(length * 2 + 1);
-
-	if (hex == NULL)
-		return NULL;
-	for (size_t i = 0; i < length; i++) {
-		hex[2 * i] = digits[bytes[i] >> 4];
-		hex[2 * i + 1] = digits[bytes[i] & 0x0f];
-	}
-	hex[length * 2] = '\0';
-	return hex;
-}
 
 static json_object *version_line(const char *certificate_id, const PGresult *result,
 				 const char *fingerprint, bool already_imported)
@@ -80,34 +66,37 @@ static int record_import(PGconn *conn, const char *certificate_id, json_object *
 	return code;
 }
 
-/* In the open transaction: seal, insert, name the certificate, audit, enqueue. */
+/*
+ * In the open transaction: seal under the control host's key, insert, name
+ * the certificate, audit, seal to every enrolled agent that deploys it, enqueue.
+ */
 static int store_version(PGconn *conn, const char *certificate_id, const struct pem_bundle *bundle,
-			 const unsigned char sealing_key[SEALED_KEY_BYTES], bool enqueue,
-			 json_object *lines, struct error *err)
+			 struct sealing_key *sealing_key, bool enqueue, json_object *lines,
+			 struct error *err)
 {
 	unsigned char *blob = NULL;
 	size_t blob_length = 0;
-	char *blob_hex = NULL;
 	PGresult *result = NULL;
 	json_object *line;
 	struct enqueue_counts counts;
+	long sealed;
 	int code;
 
-	if ((code = sealed_seal(sealing_key, certificate_id, bundle->key_pem, bundle->key_length,
+	if ((code = sealing_key_load(sealing_key, err)) != 0 ||
+	    (code = sealed_seal(sealing_key->bytes, certificate_id, bundle->key_pem, bundle->key_length,
 				&blob, &blob_length, err)) != 0)
 		goto out;
-	if ((blob_hex = hex_encode(blob, blob_length)) == NULL) {
-		code = error_set(err, EXIT_INTERNAL, "out of memory");
-		goto out;
-	}
 	{
 		const char *params[10] = { certificate_id, bundle->serial_number, bundle->subject,
 					   bundle->not_before, bundle->not_after,
 					   bundle->fingerprint_sha256, bundle->cert_pem,
-					   bundle->chain_pem, blob_hex, bundle->key_algorithm };
+					   bundle->chain_pem, (const char *)blob, bundle->key_algorithm };
+		const int lengths[10] = { [8] = (int)blob_length };
+		const int formats[10] = { [8] = 1 };
 		const char *name_params[2] = { certificate_id, bundle->common_name };
 
-		if ((result = db_query(conn, insert_version_sql, 10, params, err)) == NULL ||
+		if ((result = db_query_binary(conn, insert_version_sql, 10, params, lengths, formats,
+					      err)) == NULL ||
 		    (code = db_command(conn, set_common_name_sql, 2, name_params, err)) != 0) {
 			code = err->code;
 			goto out;
@@ -115,10 +104,11 @@ static int store_version(PGconn *conn, const char *certificate_id, const struct 
 	}
 	line = version_line(certificate_id, result, bundle->fingerprint_sha256, false);
 	json_object_array_add(lines, line);
-	if ((code = record_import(conn, certificate_id, line, err)) != 0)
+	if ((code = record_import(conn, certificate_id, line, err)) != 0 ||
+	    (code = version_keys_fill(conn, certificate_id, NULL, sealing_key, &sealed, err)) != 0)
 		goto out;
 	if (enqueue) {
-		code = enqueue_deployment_jobs(conn, certificate_id, lines, &counts, err);
+		code = enqueue_deployment_jobs(conn, certificate_id, sealing_key, lines, &counts, err);
 		/* A renewed certificate is kept even when it has nowhere to go yet. */
 		if (code == EXIT_NOT_FOUND) {
 			log_warn("%s; version stored, no job enqueued", err->message);
@@ -128,15 +118,13 @@ static int store_version(PGconn *conn, const char *certificate_id, const struct 
 	}
 out:
 	PQclear(result);
-	free(blob_hex);
 	free(blob);
 	return code;
 }
 
 int certificate_version_import(PGconn *conn, const char *certificate_id,
-			       const struct pem_bundle *bundle,
-			       const unsigned char sealing_key[SEALED_KEY_BYTES], bool enqueue,
-			       FILE *output, struct error *err)
+			       const struct pem_bundle *bundle, struct sealing_key *sealing_key,
+			       bool enqueue, FILE *output, struct error *err)
 {
 	const char *params[2] = { certificate_id, bundle->fingerprint_sha256 };
 	json_object *lines = json_object_new_array();

@@ -9,21 +9,21 @@
 
 #include "error.h"
 #include "pem.h"
-#include "sealed.h"
+#include "versionkeys.h"
 
 /*
  * Stores bundle as a new version of certificate_id in one transaction: the
- * key sealed under sealing_key with the certificate id as context, the
- * certificate's common_name set from the leaf, the audit event
- * certificate_version_imported and, when enqueue is set, the deployment jobs
- * of enqueue.h. Prints the version line, then the job lines, after COMMIT.
+ * key sealed under sealing_key (loaded on first need) with the certificate id
+ * as context, the certificate's common_name set from the leaf, the audit
+ * event certificate_version_imported, the key sealed to every enrolled agent
+ * that deploys the certificate (versionkeys.h) and, when enqueue is set, the
+ * deployment jobs of enqueue.h. Prints the version line, then the job lines, after COMMIT.
  * The same leaf imported again for the same certificate stores nothing and
  * prints the existing version with "already_imported":true. Unknown
  * certificate: EXIT_NOT_FOUND.
  */
 int certificate_version_import(PGconn *conn, const char *certificate_id,
-			       const struct pem_bundle *bundle,
-			       const unsigned char sealing_key[SEALED_KEY_BYTES], bool enqueue,
-			       FILE *output, struct error *err);
+			       const struct pem_bundle *bundle, struct sealing_key *sealing_key,
+			       bool enqueue, FILE *output, struct error *err);
 
 #endif

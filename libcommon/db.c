@@ -110,7 +110,14 @@ int db_exit_code_for(PGconn *conn, const PGresult *result)
 PGresult *db_query(PGconn *conn, const char *sql, int param_count,
 		   const char *const *params, struct error *err)
 {
-	PGresult *result = PQexecParams(conn, sql, param_count, NULL, params, NULL, NULL, 0);
+	return db_query_binary(conn, sql, param_count, params, NULL, NULL, err);
+}
+
+PGresult *db_query_binary(PGconn *conn, const char *sql, int param_count,
+			  const char *const *params, const int *lengths, const int *formats,
+			  struct error *err)
+{
+	PGresult *result = PQexecParams(conn, sql, param_count, NULL, params, lengths, formats, 0);
 	ExecStatusType status = PQresultStatus(result);
 
 	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)

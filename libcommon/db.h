@@ -21,6 +21,14 @@ void db_disconnect(PGconn *conn);
 PGresult *db_query(PGconn *conn, const char *sql, int param_count,
 		   const char *const *params, struct error *err);
 
+/*
+ * db_query with binary parameters where formats[i] is 1 (lengths[i] bytes,
+ * e.g. a bytea), text where it is 0. Results are text.
+ */
+PGresult *db_query_binary(PGconn *conn, const char *sql, int param_count,
+			  const char *const *params, const int *lengths, const int *formats,
+			  struct error *err);
+
 /* db_query for statements whose rows are not needed; returns 0 or err->code. */
 int db_command(PGconn *conn, const char *sql, int param_count,
 	       const char *const *params, struct error *err);

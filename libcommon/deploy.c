@@ -7,17 +7,19 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "agentkey.h"
 #include "atomic.h"
 #include "audit.h"
 #include "claim.h"
 #include "db.h"
 #include "deploy.h"
 #include "deployplan.h"
+#include "digest.h"
 #include "exitcode.h"
 #include "jobs.h"
 #include "jsonl.h"
 #include "log.h"
-#include "sealed.h"
+#include "scope.h"
 #include "signals.h"
 #include "sshdeploy.h"
 #include "tlsprobe.h"
@@ -32,9 +34,11 @@ static const char load_job_sql[] =
 enum { COL_TYPE, COL_STATUS, COL_CLAIMED_BY, COL_ATTEMPTS, COL_TARGET_ID, COL_CERTIFICATE_ID,
        COL_TARGET_TYPE, COL_CONFIG, COL_TARGET_RETIRED, COL_AGENT_ID, COL_AGENT_RETIRED, COL_AGENT_ONLINE };
 
+/* The current version and its key as sealed to this job's agent ($2), if it was. */
 static const char current_version_sql[] =
-	"SELECT id, cert_pem, chain_pem, key_sealed FROM certificate_versions"
-	" WHERE certificate_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1";
+	"SELECT v.id, v.cert_pem, v.chain_pem, k.sealed_key FROM certificate_versions v"
+	" LEFT JOIN version_keys k ON k.version_id = v.id AND k.agent_id = $2"
+	" WHERE v.certificate_id = $1 ORDER BY v.created_at DESC, v.id DESC LIMIT 1";
 
 static const char store_verification_sql[] =
 	"UPDATE jobs SET verification_status = $2,"
@@ -59,26 +63,22 @@ struct verification {
 	char error[ERROR_MESSAGE_MAX];
 };
 
-/* Everything a run shares: the sealing key is read once, on first need. */
+/* Everything a run shares: the agent's key pair is read once, on first need. */
 struct run {
 	PGconn *conn;
 	const struct deploy_options *options;
 	FILE *output;
-	unsigned char sealing_key[SEALED_KEY_BYTES];
+	struct agent_keypair agent_key;
 	bool key_loaded;
 };
 
-/* SHA-256 of the first certificate in pem, as lowercase hex; false when it does not parse. */
+/* The fingerprint of the first certificate in pem; false when it does not parse. */
 static bool leaf_fingerprint(const char *pem, char hex[SHA256_HEX_SIZE])
 {
 	BIO *bio = BIO_new_mem_buf(pem, -1);
 	X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	unsigned int length = 0;
-	bool ok = cert != NULL && X509_digest(cert, EVP_sha256(), digest, &length) == 1;
+	bool ok = cert != NULL && certificate_fingerprint(cert, hex) == 0;
 
-	for (unsigned int i = 0; ok && i < length; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 	X509_free(cert);
 	BIO_free(bio);
 	return ok;
@@ -240,14 +240,45 @@ static const char *text_or_null(const PGresult *result, int column)
 	return PQgetisnull(result, 0, column) ? NULL : PQgetvalue(result, 0, column);
 }
 
+/*
+ * Opens the version's key as sealed to this job's agent, and checks it is
+ * bound to this version, this agent and the leaf it is deployed with: a
+ * sealed row copied to another version or agent is refused.
+ */
+static int open_version_key(const struct run *run, const struct job *job, const PGresult *version,
+			    unsigned char **key, size_t *key_length, struct error *err)
+{
+	struct version_key_binding binding = { job->version_id, job->agent_id, NULL };
+	char fingerprint[SHA256_HEX_SIZE];
+	unsigned char *blob;
+	size_t blob_length = 0;
+	int code;
+
+	if (PQgetisnull(version, 0, 3))
+		return error_set(err, EXIT_NOT_FOUND, "no key sealed for agent %s (version %s of %s)",
+				 job->agent_id, job->version_id, job->certificate_id);
+	if (!leaf_fingerprint(PQgetvalue(version, 0, 1), fingerprint))
+		return error_set(err, EXIT_DATA, "%s: version %s: the certificate does not parse",
+				 job->certificate_id, job->version_id);
+	binding.fingerprint_sha256 = fingerprint;
+	blob = PQunescapeBytea((const unsigned char *)PQgetvalue(version, 0, 3), &blob_length);
+	if (blob == NULL)
+		return error_set(err, EXIT_INTERNAL, "out of memory");
+	code = version_key_open(&run->agent_key, &binding, blob, blob_length, key, key_length, err);
+	PQfreemem(blob);
+	if (code != 0)
+		return error_prefix(err, "%s: version %s: private key", job->certificate_id, job->version_id);
+	return 0;
+}
+
 /* Loads the current version, opens its key and builds the plan; on failure err says why. */
 static int prepare_plan(struct run *run, struct job *job, const PGresult *row, PGresult **version,
 			struct deploy_plan *plan, json_object **config, struct error *err)
 {
 	struct certificate_material material = { NULL, "", NULL, 0 };
-	const char *params[1] = { job->certificate_id };
-	unsigned char *blob = NULL, *key = NULL;
-	size_t blob_length = 0, key_length = 0;
+	const char *params[2] = { job->certificate_id, job->agent_id };
+	unsigned char *key = NULL;
+	size_t key_length = 0;
 	const char *type = text_or_null(row, COL_TARGET_TYPE);
 	int code;
 
@@ -256,21 +287,16 @@ static int prepare_plan(struct run *run, struct job *job, const PGresult *row, P
 		return error_set(err, EXIT_CONFIG, "%s: unknown target type '%s'", job->target_id, type);
 	if (job->certificate_id == NULL)
 		return error_set(err, EXIT_NOT_FOUND, "job has no certificate");
-	if ((*version = db_query(run->conn, current_version_sql, 1, params, err)) == NULL)
+	if (job->agent_id == NULL)
+		return error_set(err, EXIT_NOT_FOUND, "job has no agent to deploy as");
+	if ((*version = db_query(run->conn, current_version_sql, 2, params, err)) == NULL)
 		return err->code;
 	if (PQntuples(*version) == 0)
 		return error_set(err, EXIT_NOT_FOUND, "%s: certificate has no version to deploy", job->certificate_id);
-	job->version_id = strdup(PQgetvalue(*version, 0, 0));
-	if (PQgetisnull(*version, 0, 3))
-		return error_set(err, EXIT_DATA, "%s: version %s has no private key", job->certificate_id,
-				 job->version_id);
-	blob = PQunescapeBytea((const unsigned char *)PQgetvalue(*version, 0, 3), &blob_length);
-	if (blob == NULL)
+	if ((job->version_id = strdup(PQgetvalue(*version, 0, 0))) == NULL)
 		return error_set(err, EXIT_INTERNAL, "out of memory");
-	code = sealed_open(run->sealing_key, job->certificate_id, blob, blob_length, &key, &key_length, err);
-	PQfreemem(blob);
-	if (code != 0)
-		return error_prefix(err, "%s: version %s: private key", job->certificate_id, job->version_id);
+	if ((code = open_version_key(run, job, *version, &key, &key_length, err)) != 0)
+		return code;
 	material.cert_pem = PQgetvalue(*version, 0, 1);
 	material.chain_pem = PQgetvalue(*version, 0, 2);
 	material.key_pem = key;
@@ -337,7 +363,7 @@ static int deploy_one(struct run *run, struct job *job, const PGresult *row)
 	deploy_result_init(&result);
 	/* Our own environment (key file, database) is not the job's fault: leave it for a retry. */
 	if (!run->key_loaded) {
-		if ((code = sealed_load_key(NULL, run->sealing_key, &err)) != 0) {
+		if ((code = agent_key_load(NULL, &run->agent_key, &err)) != 0) {
 			log_error("%s: %s; job left Running for a retry", job->id, err.message);
 			goto out;
 		}
@@ -427,6 +453,11 @@ static int process_job(struct run *run, json_object *line, long line_number)
 		return err.code;
 	}
 	if (PQntuples(row) == 0) {
+		/* Another agent's job is invisible to an agent's role: that is 77, not 66. */
+		if ((code = scope_check_job(run->conn, job.id, &err)) != 0) {
+			log_error("%s: %s", job.id, err.message);
+			goto out;
+		}
 		log_error("%s: no such job", job.id);
 		code = EXIT_NOT_FOUND;
 		goto out;
@@ -463,13 +494,13 @@ out:
 
 static void run_free(struct run *run)
 {
-	OPENSSL_cleanse(run->sealing_key, sizeof(run->sealing_key));
+	agent_key_wipe(&run->agent_key);
 }
 
 int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *input,
 		     FILE *output, struct error *err)
 {
-	struct run run = { conn, options, output, { 0 }, false };
+	struct run run = { conn, options, output, { { 0 }, { 0 } }, false };
 	struct jsonl_reader reader;
 	json_object *line;
 	int status, code = 0;
@@ -510,7 +541,7 @@ int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *i
 int deploy_job_by_id(PGconn *conn, const struct deploy_options *options, const char *job_id,
 		     FILE *output, struct error *err)
 {
-	struct run run = { conn, options, output, { 0 }, false };
+	struct run run = { conn, options, output, { { 0 }, { 0 } }, false };
 	json_object *line;
 	int code;
 

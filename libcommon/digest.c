@@ -3,17 +3,23 @@
 
 #include "digest.h"
 
-void sha256_hex(const void *data, size_t length, char hex[SHA256_HEX_SIZE])
+void hex_encode(const unsigned char *bytes, size_t length, char *hex)
 {
 	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < length; i++) {
+		hex[2 * i] = digits[bytes[i] >> 4];
+		hex[2 * i + 1] = digits[bytes[i] & 0x0f];
+	}
+	hex[2 * length] = '\0';
+}
+
+void sha256_hex(const void *data, size_t length, char hex[SHA256_HEX_SIZE])
+{
 	unsigned char digest[SHA256_DIGEST_LENGTH];
 
 	SHA256(data, length, digest);
-	for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-		hex[2 * i] = digits[digest[i] >> 4];
-		hex[2 * i + 1] = digits[digest[i] & 0x0f];
-	}
-	hex[2 * SHA256_DIGEST_LENGTH] = '\0';
+	hex_encode(digest, sizeof(digest), hex);
 }
 
 int certificate_fingerprint(X509 *certificate, char hex[SHA256_HEX_SIZE])

@@ -8,6 +8,9 @@
 
 #define SHA256_HEX_SIZE 65
 
+/* Writes 2 * length lowercase hex digits and a NUL into hex. */
+void hex_encode(const unsigned char *bytes, size_t length, char *hex);
+
 /* Writes 64 hex digits and a NUL into hex. */
 void sha256_hex(const void *data, size_t length, char hex[SHA256_HEX_SIZE]);
 

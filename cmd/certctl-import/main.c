@@ -3,8 +3,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include <openssl/crypto.h>
-
 #include "certversion.h"
 #include "db.h"
 #include "exitcode.h"
@@ -12,7 +10,6 @@
 #include "log.h"
 #include "options.h"
 #include "pem.h"
-#include "sealed.h"
 #include "signals.h"
 
 static const char usage_text[] =
@@ -40,7 +37,7 @@ static int import_version(const struct common_options *common, const struct vers
 			  struct error *err)
 {
 	char cert[PATH_MAX], chain[PATH_MAX], key[PATH_MAX];
-	unsigned char sealing_key[SEALED_KEY_BYTES];
+	struct sealing_key sealing_key = { { 0 }, false };
 	struct pem_bundle bundle = { 0 };
 	PGconn *conn = NULL;
 	int code;
@@ -55,16 +52,16 @@ static int import_version(const struct common_options *common, const struct vers
 	}
 	if (code != 0)
 		return code;
-	if ((code = sealed_load_key(NULL, sealing_key, err)) != 0)
+	if ((code = sealing_key_load(&sealing_key, err)) != 0)
 		goto out;
 	if ((conn = db_connect(common->dsn, err)) == NULL) {
 		code = err->code;
 		goto out;
 	}
-	code = certificate_version_import(conn, options->certificate_id, &bundle, sealing_key,
+	code = certificate_version_import(conn, options->certificate_id, &bundle, &sealing_key,
 					  options->enqueue, stdout, err);
 out:
-	OPENSSL_cleanse(sealing_key, sizeof(sealing_key));
+	sealing_key_wipe(&sealing_key);
 	pem_bundle_free(&bundle);
 	db_disconnect(conn);
 	return code;
