@@ -7,8 +7,9 @@ setup() {
 	fresh_database
 }
 
+# add_agent ID: an agent enrolled with a login role of its own, as claims run as it.
 add_agent() {
-	sql "INSERT INTO agents (id) VALUES ('$1')"
+	enroll_agent "$1" --no-key
 }
 
 # add_target ID AGENT
@@ -164,7 +165,7 @@ now_ms() {
 	add_job job-csr Issuance AwaitingCSR '' '' mc-a
 	add_job job-b1 Renewal Pending agent-b target-b mc-b
 	add_job job-b-csr Issuance AwaitingCSR agent-b '' mc-b
-	run --separate-stderr certctl-claim --agent agent-a --limit 10 --worker agent-a-host
+	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a --limit 10 --worker agent-a-host
 	expect_status 0
 	expect_equal "job-a1,job-a2,job-csr" "$(claimed_ids)" "agent-a's jobs"
 	expect_equal "AwaitingCSR null" \
@@ -173,7 +174,7 @@ now_ms() {
 	expect_equal "AwaitingCSR|0|" "$(sql "SELECT status, attempts, claimed_by FROM jobs WHERE id = 'job-csr'")"
 	expect_equal "Pending|0" "$(sql "SELECT status, attempts FROM jobs WHERE id = 'job-b1'")"
 
-	run --separate-stderr certctl-claim --agent agent-b --limit 10
+	run --separate-stderr as_agent agent-b certctl-claim --agent agent-b --limit 10
 	expect_status 0
 	expect_equal "job-b-csr,job-b1" "$(claimed_ids)" "agent-b's jobs"
 }
@@ -186,12 +187,12 @@ now_ms() {
 	add_job job-a2 Deployment Pending '' target-a mc-a
 	add_job job-csr1 Issuance AwaitingCSR '' '' mc-a
 	add_job job-csr2 Issuance AwaitingCSR agent-a '' mc-a
-	run --separate-stderr certctl-claim --agent agent-a --limit 1
+	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a --limit 1
 	expect_status 0
 	expect_equal "job-a1,job-csr1" "$(claimed_ids)"
-	run --separate-stderr certctl-claim --agent agent-a --limit 1
+	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a --limit 1
 	expect_equal "job-a2,job-csr1" "$(claimed_ids)"
-	run --separate-stderr certctl-claim --agent agent-a --limit 5 --type Issuance
+	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a --limit 5 --type Issuance
 	expect_equal "job-csr1,job-csr2" "$(claimed_ids)"
 }
 
@@ -203,11 +204,11 @@ now_ms() {
 	run --separate-stderr certctl-claim --limit 10
 	expect_status 0
 	expect_equal "" "$output" "central claim"
-	run --separate-stderr certctl-claim --agent agent-b --limit 10
+	run --separate-stderr as_agent agent-b certctl-claim --agent agent-b --limit 10
 	expect_status 0
 	expect_equal "" "$output" "another agent's claim"
 	expect_equal "Pending" "$(job_status job-routed)"
-	run --separate-stderr certctl-claim --agent agent-a --limit 10
+	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a --limit 10
 	expect_status 0
 	expect_equal "job-routed" "$(claimed_ids)"
 	expect_equal "Running" "$(job_status job-routed)"
@@ -243,7 +244,7 @@ now_ms() {
 	add_job job-gone-routed Deployment Pending '' target-gone
 	add_job job-gone-csr Issuance AwaitingCSR '' '' mc-gone
 	sql "UPDATE deployment_targets SET retired_at = now() WHERE id = 'target-gone'"
-	run --separate-stderr certctl-claim --agent agent-a --limit 10
+	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a --limit 10
 	expect_status 0
 	expect_equal "" "$output"
 	expect_equal "0" "$(sql "SELECT count(*) FROM jobs WHERE status <> 'Pending' AND status <> 'AwaitingCSR'")"
@@ -317,7 +318,7 @@ now_ms() {
 		SELECT pg_sleep(1.5); ROLLBACK;" >/dev/null &
 	holder=$!
 	sleep 0.5
-	certctl-claim --agent agent-a >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	as_agent agent-a certctl-claim --agent agent-a >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
 	pid=$!
 	sleep 0.5
 	kill -TERM "$pid"
@@ -429,7 +430,7 @@ claim_backend() {
 	add_job job-csr Issuance AwaitingCSR '' '' mc-a
 	add_job job-a1 Deployment Pending agent-a target-a mc-a
 	start=$(now_ms)
-	run --separate-stderr timeout 20 certctl-claim --agent agent-a --follow --wait 2
+	run --separate-stderr as_agent agent-a timeout 20 certctl-claim --agent agent-a --follow --wait 2
 	elapsed=$(($(now_ms) - start))
 	expect_status 0
 	[ "$elapsed" -lt 5000 ] || { echo "exited after $elapsed ms"; return 1; }
@@ -443,7 +444,7 @@ claim_backend() {
 
 @test "claim: --follow of an agent retired while it waits exits 4" {
 	add_agent agent-a
-	certctl-claim --follow --agent agent-a >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	as_agent agent-a certctl-claim --follow --agent agent-a >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
 	pid=$!
 	sleep 0.5
 	certctl-retire -q agent-a >/dev/null
@@ -463,7 +464,7 @@ claim_backend() {
 	add_agent agent-a
 	add_job job-a Deployment Pending agent-a
 	sql "UPDATE agents SET retired_at = now() WHERE id = 'agent-a'"
-	run --separate-stderr certctl-claim --agent agent-a
+	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a
 	expect_status 4
 	expect_equal "" "$output"
 	expect_one_line_error certctl-claim
@@ -478,7 +479,7 @@ claim_backend() {
 		SELECT pg_sleep(2); COMMIT;" >/dev/null &
 	retire=$!
 	sleep 0.7
-	run --separate-stderr certctl-claim --agent agent-a
+	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a
 	wait "$retire"
 	expect_status 4
 	expect_equal "" "$output"

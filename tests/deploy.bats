@@ -15,6 +15,7 @@ setup() {
 	D="$BATS_TEST_TMPDIR/www"
 	mkdir -p "$D"
 	sql "INSERT INTO agents (id, last_heartbeat_at) VALUES ('agent-web01', now())"
+	enroll_agent agent-web01
 	sql "INSERT INTO managed_certificates (id) VALUES ('mc-shop')"
 }
 
@@ -41,11 +42,11 @@ import_version() {
 # Enqueues mc-shop's jobs and claims them as agent-web01: the job lines.
 claim_jobs() {
 	certctl-enqueue --certificate mc-shop >/dev/null
-	certctl-claim --agent agent-web01 --limit 100
+	as_agent agent-web01 certctl-claim --agent agent-web01 --limit 100
 }
 
 deploy_lines() {
-	run --separate-stderr certctl-deploy "$@" <<<"$LINES"
+	run --separate-stderr as_agent agent-web01 certctl-deploy "$@" <<<"$LINES"
 }
 
 job_column() {
@@ -99,8 +100,8 @@ nginx_target() {
 
 @test "deploy: certctl-claim --follow | certctl-deploy, left running, deploys each version as it is enqueued" {
 	nginx_target
-	certctl-claim --agent agent-web01 --type Deployment --follow --worker follow-pipeline 2>"$BATS_TEST_TMPDIR/claim.err" |
-		certctl-deploy >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/deploy.err" &
+	as_agent agent-web01 certctl-claim --agent agent-web01 --type Deployment --follow --worker follow-pipeline 2>"$BATS_TEST_TMPDIR/claim.err" |
+		as_agent agent-web01 certctl-deploy >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/deploy.err" &
 	pipeline=$!
 	import_version v1
 	certctl-enqueue --certificate mc-shop >/dev/null
@@ -229,7 +230,7 @@ default_commands() {
 	add_target "target-$1" "$1" "$2"
 	import_version v1
 	LINES=$(claim_jobs)
-	PATH="$stubs:$PATH" run --separate-stderr certctl-deploy <<<"$LINES"
+	PATH="$stubs:$PATH" run --separate-stderr as_agent agent-web01 certctl-deploy <<<"$LINES"
 	expect_status 0
 	expect_equal "$3" "$(paste -sd'|' "$BATS_TEST_TMPDIR/argv")" "commands run"
 }
@@ -355,14 +356,14 @@ default_commands() {
 	import_version v1
 	certctl-enqueue --certificate mc-shop >/dev/null
 	id=$(job_column id)
-	run --separate-stderr certctl-deploy --job "$id" --worker w1
+	run --separate-stderr as_agent agent-web01 certctl-deploy --job "$id" --worker w1
 	expect_status 0
 	expect_equal "Completed|w1|1" "$(job_column "status || '|' || claimed_by || '|' || attempts")"
 	cmp "$PKI/v1.key" "$D/key.pem"
-	run --separate-stderr certctl-deploy --job "$id"
+	run --separate-stderr as_agent agent-web01 certctl-deploy --job "$id"
 	expect_status 75
 	expect_one_line_error certctl-deploy
-	run --separate-stderr certctl-deploy --job job-nope
+	run --separate-stderr as_agent agent-web01 certctl-deploy --job job-nope
 	expect_status 66
 }
 
@@ -370,6 +371,7 @@ default_commands() {
 	add_target target-a file "$(files_config "$(jq -cn --arg l "$BATS_TEST_TMPDIR/log" \
 		'{validate_command: ["sh","-c","echo start >> \"$1\"; sleep 0.5; echo end >> \"$1\"","sh",$l]}')")"
 	sql "INSERT INTO agents (id, last_heartbeat_at) VALUES ('agent-web02', now())"
+	enroll_agent agent-web02
 	add_target target-b file "$(sql "SELECT config::text FROM deployment_targets")"
 	sql "UPDATE deployment_targets SET agent_id = 'agent-web02' WHERE id = 'target-b'"
 	sql "INSERT INTO managed_certificates (id) VALUES ('mc-other')"
@@ -378,9 +380,9 @@ default_commands() {
 	certctl-import --certificate mc-other --cert "$PKI/v2.pem" --key "$PKI/v2.key" --chain "$PKI/chain.pem" >/dev/null
 	certctl-enqueue --certificate mc-shop >/dev/null
 	certctl-enqueue --certificate mc-other >/dev/null
-	certctl-claim --agent agent-web01 | certctl-deploy > "$BATS_TEST_TMPDIR/a.out" &
+	as_agent agent-web01 certctl-claim --agent agent-web01 | as_agent agent-web01 certctl-deploy > "$BATS_TEST_TMPDIR/a.out" &
 	first=$!
-	certctl-claim --agent agent-web02 | certctl-deploy > "$BATS_TEST_TMPDIR/b.out" &
+	as_agent agent-web02 certctl-claim --agent agent-web02 | as_agent agent-web02 certctl-deploy > "$BATS_TEST_TMPDIR/b.out" &
 	second=$!
 	wait "$first"
 	wait "$second"
@@ -431,7 +433,7 @@ default_commands() {
 	add_target target-files file "$(files_config)"
 	import_version v1
 	LINES=$(claim_jobs)
-	run --separate-stderr bash -c 'certctl-deploy >&- <<<"$1"' _ "$LINES"
+	run --separate-stderr as_agent agent-web01 bash -c 'certctl-deploy >&- <<<"$1"' _ "$LINES"
 	expect_status 73
 	expect_one_line_error certctl-deploy
 	expect_equal Running "$(job_column status)"

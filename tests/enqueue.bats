@@ -11,6 +11,7 @@ setup() {
 	       ('target-web02-nginx', 'nginx', 'agent-web02');
 	     INSERT INTO managed_certificates (id) VALUES ('mc-shop');
 	     INSERT INTO certificate_targets VALUES ('mc-shop', 'target-web01-nginx'), ('mc-shop', 'target-web02-nginx')"
+	give_public_key agent-web01 agent-web02
 }
 
 # A version row as certctl-import would store it; enqueue only needs it to exist.

@@ -6,6 +6,7 @@ load lib/holder
 setup() {
 	fresh_database
 	sql "INSERT INTO agents (id, hostname, version) VALUES ('agent-web01', 'web01.old', '0.9')"
+	enroll_agent agent-web01 --no-key
 }
 
 teardown() {
@@ -23,14 +24,14 @@ teardown() {
 
 # Starts one beat in the background and waits until it blocks on the holder's row lock.
 start_blocked_beat() {
-	certctl-heartbeat --agent agent-web01 >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" 3>&- &
+	as_agent agent-web01 certctl-heartbeat --agent agent-web01 >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" 3>&- &
 	loop_pid=$!
 	wait_until "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'certctl-heartbeat'
 	            AND datname = current_database() AND wait_event_type = 'Lock'"
 }
 
 start_loop() {
-	certctl-heartbeat "$@" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" 3>&- &
+	as_agent agent-web01 certctl-heartbeat "$@" >"$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" 3>&- &
 	loop_pid=$!
 	wait_until "SELECT last_heartbeat_at IS NOT NULL FROM agents WHERE id = 'agent-web01'"
 }
@@ -53,7 +54,7 @@ wait_loop_exit() {
 }
 
 @test "heartbeat: --agent records last_heartbeat_at and prints it" {
-	run --separate-stderr certctl-heartbeat --agent agent-web01
+	run --separate-stderr as_agent agent-web01 certctl-heartbeat --agent agent-web01
 	expect_status 0
 	expect_equal "" "$stderr" "stderr"
 	expect_equal "agent-web01 false" "$(jq -r '"\(.agent_id) \(.registered)"' <<<"$output")"
@@ -63,10 +64,10 @@ wait_loop_exit() {
 }
 
 @test "heartbeat: --hostname and --agent-version are stored; omitted ones are kept" {
-	run --separate-stderr certctl-heartbeat --agent agent-web01 --hostname web01.example
+	run --separate-stderr as_agent agent-web01 certctl-heartbeat --agent agent-web01 --hostname web01.example
 	expect_status 0
 	expect_equal "web01.example|0.9" "$(sql "SELECT hostname, version FROM agents WHERE id = 'agent-web01'")"
-	run --separate-stderr certctl-heartbeat --agent agent-web01 --agent-version 1.4.2
+	run --separate-stderr as_agent agent-web01 certctl-heartbeat --agent agent-web01 --agent-version 1.4.2
 	expect_status 0
 	expect_equal "web01.example|1.4.2" "$(sql "SELECT hostname, version FROM agents WHERE id = 'agent-web01'")"
 }
@@ -75,7 +76,7 @@ wait_loop_exit() {
 	run --separate-stderr certctl-heartbeat --version
 	expect_status 0
 	expect_contains "$output" "certctl-heartbeat "
-	run --separate-stderr certctl-heartbeat --agent agent-web01 --version 1.2
+	run --separate-stderr as_agent agent-web01 certctl-heartbeat --agent agent-web01 --version 1.2
 	expect_status 0
 	expect_equal "0.9" "$(sql "SELECT version FROM agents WHERE id = 'agent-web01'")"
 }
@@ -103,9 +104,10 @@ wait_loop_exit() {
 
 @test "heartbeat: a retired agent exits 4 with the retired line and is not touched" {
 	sql "UPDATE agents SET retired_at = '2026-02-03T04:05:06Z' WHERE id = 'agent-web01'"
-	for extra in "" "--register"; do
+	# The agent beats as itself; --register is an operator's (agents get 77).
+	for runner in "as_agent agent-web01 certctl-heartbeat" "certctl-heartbeat --register"; do
 		# shellcheck disable=SC2086
-		run --separate-stderr certctl-heartbeat --agent agent-web01 $extra
+		run --separate-stderr $runner --agent agent-web01
 		expect_status 4
 		expect_equal '{"agent_id":"agent-web01","retired":true,"retired_at":"2026-02-03T04:05:06Z"}' "$output"
 		expect_one_line_error "certctl-heartbeat"
@@ -138,7 +140,7 @@ wait_loop_exit() {
 
 @test "heartbeat: a closed standard output exits 73" {
 	status=0
-	certctl-heartbeat --agent agent-web01 >&- 2>"$BATS_TEST_TMPDIR/err" || status=$?
+	as_agent agent-web01 certctl-heartbeat --agent agent-web01 >&- 2>"$BATS_TEST_TMPDIR/err" || status=$?
 	stderr=$(cat "$BATS_TEST_TMPDIR/err")
 	expect_status 73
 	expect_one_line_error "certctl-heartbeat"

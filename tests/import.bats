@@ -460,7 +460,7 @@ certificate mc-blog inserted" "$(jq -r '"\(.kind) \(.id) \(.action)"' <<<"$outpu
 }
 
 @test "import version: --enqueue creates the deployment jobs in the same run" {
-	sql "INSERT INTO agents (id) VALUES ('agent-web01');
+	sql "INSERT INTO agents (id, public_key) VALUES ('agent-web01', '$TEST_PUBLIC_KEY');
 	     INSERT INTO deployment_targets (id, type, agent_id) VALUES ('target-web01-nginx', 'nginx', 'agent-web01');
 	     INSERT INTO certificate_targets VALUES ('mc-shop', 'target-web01-nginx')"
 	run --separate-stderr certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key" --enqueue

@@ -2,8 +2,10 @@
 # certctl-migrate: the schema can be applied, re-applied, rolled back and verified.
 load helpers
 
+# Migrations run as the schema owner, as in production.
 setup() {
 	empty_database
+	export PGUSER=certctl_owner
 }
 
 migrations_applied() {

@@ -424,14 +424,15 @@ pipeline_setup() {
 		{kind:"target", id:"target-web09-ssh", type:"ssh", agent_id:"agent-control", config:$config},
 		{kind:"certificate", id:"mc-shop", name:"shop", targets:["target-web09-ssh"]}' |
 		certctl-import >/dev/null
-	certctl-heartbeat --agent agent-control >/dev/null
+	enroll_agent agent-control
+	as_agent agent-control certctl-heartbeat --agent agent-control >/dev/null
 }
 
 @test "ssh: claim | deploy on a control host deploys to the ssh target and completes the job" {
 	pipeline_setup
 	certctl-import --certificate mc-shop --cert "$PKI/v1.pem" --chain "$PKI/chain.pem" \
 		--key "$PKI/v1.key" --enqueue >/dev/null
-	run --separate-stderr bash -c 'certctl-claim --type Deployment --agent agent-control | certctl-deploy --no-verify'
+	run --separate-stderr as_agent agent-control bash -c 'certctl-claim --type Deployment --agent agent-control | certctl-deploy --no-verify'
 	expect_status 0
 	expect_equal Completed "$(field .status)"
 	expect_equal no_pre_existing "$(field .metadata.backup_status_key)"
@@ -447,7 +448,7 @@ pipeline_setup() {
 	before=$(listing "$REMOTE")
 	certctl-import --certificate mc-shop --cert "$PKI/v2.pem" --chain "$PKI/chain.pem" \
 		--key "$PKI/v2.key" --enqueue >/dev/null
-	run --separate-stderr bash -c 'certctl-claim --type Deployment --agent agent-control | certctl-deploy --no-verify'
+	run --separate-stderr as_agent agent-control bash -c 'certctl-claim --type Deployment --agent agent-control | certctl-deploy --no-verify'
 	expect_status 1
 	expect_equal Failed "$(field .status)"
 	expect_equal true "$(field .metadata.daemon_state_unknown)"
