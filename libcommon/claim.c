@@ -198,10 +198,11 @@ static int lock_active_agent(PGconn *conn, const char *agent_id, struct error *e
 
 	if (agent == NULL)
 		return err->code;
-	/* Another agent's row is invisible to an agent's role: that is 77, not 66. */
-	if (PQntuples(agent) == 0 && (code = scope_check_acting_for(conn, agent_id, err)) == 0)
-		code = error_set(err, EXIT_NOT_FOUND, "%s: no such agent", agent_id);
-	else if (strcmp(PQgetvalue(agent, 0, 0), "t") == 0)
+	if (PQntuples(agent) == 0) {
+		/* Another agent's row is invisible to an agent's role: that is 77, not 66. */
+		if ((code = scope_check_acting_for(conn, agent_id, err)) == 0)
+			code = error_set(err, EXIT_NOT_FOUND, "%s: no such agent", agent_id);
+	} else if (strcmp(PQgetvalue(agent, 0, 0), "t") == 0)
 		code = error_set(err, EXIT_RETIRED, "%s: agent is retired (since %s); no jobs claimed",
 				 agent_id, PQgetvalue(agent, 0, 1));
 	PQclear(agent);

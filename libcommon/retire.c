@@ -7,6 +7,7 @@
 #include "jsonl.h"
 #include "log.h"
 #include "retire.h"
+#include "scope.h"
 #include "signals.h"
 
 /* Mirrors certctl_is_sentinel_agent() of migration 2, which stays the backstop. */
@@ -280,7 +281,9 @@ int retire_agent(PGconn *conn, const struct retire_request *request, FILE *outpu
 		goto out;
 	}
 	if (PQntuples(agent) == 0) {
-		code = error_set(err, EXIT_NOT_FOUND, "no such agent");
+		/* Retiring is an operator's: an agent's role, which sees only itself, gets 77. */
+		if ((code = scope_check_acting_for(conn, NULL, err)) == 0)
+			code = error_set(err, EXIT_NOT_FOUND, "no such agent");
 		goto out;
 	}
 	if (PQgetvalue(agent, 0, 0)[0] == 't') {
