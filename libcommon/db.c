@@ -119,11 +119,14 @@ PGresult *db_query_binary(PGconn *conn, const char *sql, int param_count,
 {
 	PGresult *result = PQexecParams(conn, sql, param_count, NULL, params, lengths, formats, 0);
 	ExecStatusType status = PQresultStatus(result);
+	const char *primary;
 
 	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
 		return result;
+	/* The primary message alone: "ERROR:" and the PL/pgSQL CONTEXT say nothing to an operator. */
+	primary = result ? PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	error_set(err, db_exit_code_for(conn, result), "database: %s",
-		  result ? PQresultErrorMessage(result) : PQerrorMessage(conn));
+		  primary ? primary : result ? PQresultErrorMessage(result) : PQerrorMessage(conn));
 	PQclear(result);
 	return NULL;
 }
