@@ -12,6 +12,8 @@ load helpers
 	expect_equal 2 "$(grep -c '"target_id":"target-mail-ssh","status":"Completed"' <<<"$output")" "ssh deploys"
 	expect_equal 2 "$(grep -c '"matches":true,"verified_chain":true' <<<"$output")" "verified fingerprints"
 	expect_contains "$output" '{"error":"blocked by dependencies","counts":{"active_targets":2'
+	expect_contains "$output" "exit status 77"
+	expect_contains "$output" '"agent_id":"agent-web01","db_role":"certctl_agent_agent_web01"'
 	expect_contains "$output" "exit status 3"
 	expect_contains "$output" '"cascaded_targets":2'
 	expect_contains "$output" "exit status 4"

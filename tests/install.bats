@@ -20,7 +20,7 @@ load helpers
 	dest="$BATS_TEST_TMPDIR/root"
 	make -s -C "$TESTS_DIR/.." BUILD="$(dirname "$CERTCTL_BIN")" PREFIX=/usr DESTDIR="$dest" install
 	empty_database
-	CERTCTL_MIGRATIONS_DIR="$dest/usr/share/certctl/migrations" run --separate-stderr "$dest/usr/bin/certctl-migrate" up
+	CERTCTL_MIGRATIONS_DIR="$dest/usr/share/certctl/migrations" run --separate-stderr as_owner "$dest/usr/bin/certctl-migrate" up
 	expect_status 0
 	expect_equal "$(ls "$TESTS_DIR"/../migrations/*.up.sql | wc -l)" "$(sql "SELECT count(*) FROM schema_migrations")"
 }
