@@ -194,3 +194,16 @@ STUB
 	grep -q '^CERTCTL_DSN=' "$UNITS_DIR/env.example"
 	grep -q '^CERTCTL_KEY_FILE=' "$UNITS_DIR/env.example"
 }
+
+@test "systemd: agent units get the agent's key and password as credentials, never the control host's key" {
+	for unit in certctl-agent@.service certctl-deploy-ssh.service; do
+		grep -q '^LoadCredential=agent.key:' "$UNITS_DIR/$unit" || { echo "$unit: no agent key credential"; return 1; }
+		grep -q '^Environment=CERTCTL_AGENT_KEY_FILE=%d/agent.key CERTCTL_PASSWORD_FILE=%d/db.password$' \
+			"$UNITS_DIR/$unit" || { echo "$unit: key and password paths"; return 1; }
+	done
+	grep -q '^LoadCredential=db.password:/etc/certctl/db.password$' "$UNITS_DIR/certctl-heartbeat@.service"
+	grep -q '^Environment=CERTCTL_PASSWORD_FILE=%d/db.password$' "$UNITS_DIR/certctl-heartbeat@.service"
+	run grep -E '^(Environment|LoadCredential).*(CERTCTL_KEY_FILE|/etc/certctl/key)' \
+		"$UNITS_DIR/certctl-agent@.service" "$UNITS_DIR/certctl-heartbeat@.service"
+	expect_status 1
+}
