@@ -1,5 +1,9 @@
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "db.h"
 #include "exitcode.h"
@@ -8,13 +12,108 @@
 
 #define DEFAULT_CONNECT_TIMEOUT_SECONDS "10"
 #define PASSWORD_FILE_MAX_BYTES 4096
+#define REQUIRED_SSLMODE "verify-full"
+#define HOST_NAME_MAX_SHOWN 256
+
+/* What the DSN (or PG*) names about where we connect and how. */
+struct connection_target {
+	char remote_host[HOST_NAME_MAX_SHOWN]; /* first non-loopback TCP host; "" when none */
+	char sslmode[32];                      /* as named by the DSN or PGSSLMODE; "" when neither */
+};
+
+/* A Unix socket (the default when empty, a path, or Linux's abstract '@') or a loopback name. */
+static bool host_is_local(const char *host, size_t length)
+{
+	char text[INET6_ADDRSTRLEN + 1];
+	struct in_addr ipv4;
+	struct in6_addr ipv6;
+
+	if (length == 0 || host[0] == '/' || host[0] == '@')
+		return true;
+	if (length >= sizeof(text))
+		return false;
+	memcpy(text, host, length);
+	text[length] = '\0';
+	if (strcasecmp(text, "localhost") == 0)
+		return true;
+	if (inet_pton(AF_INET, text, &ipv4) == 1)
+		return (ntohl(ipv4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, text, &ipv6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&ipv6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&ipv6) && ipv6.s6_addr[12] == 127);
+	return false;
+}
+
+/* Fills target from a comma-separated host list: any TCP host off loopback counts. */
+static void find_remote_host(const char *hosts, struct connection_target *target)
+{
+	const char *cursor = hosts;
+
+	while (cursor != NULL) {
+		const char *comma = strchr(cursor, ',');
+		size_t length = comma ? (size_t)(comma - cursor) : strlen(cursor);
+
+		if (!host_is_local(cursor, length)) {
+			snprintf(target->remote_host, sizeof(target->remote_host), "%.*s", (int)length, cursor);
+			return;
+		}
+		cursor = comma ? comma + 1 : NULL;
+	}
+}
+
+/*
+ * Reads host and sslmode from dsn (key=value or URI) and falls back to
+ * PGHOST and PGSSLMODE, as libpq itself will. A dsn that does not parse is
+ * a bare database name to libpq (or an error it reports when connecting).
+ */
+static void connection_target_read(const char *dsn, struct connection_target *target)
+{
+	PQconninfoOption *options = NULL;
+	const char *host = NULL, *sslmode = NULL;
+
+	memset(target, 0, sizeof(*target));
+	if (dsn != NULL && dsn[0] != '\0')
+		options = PQconninfoParse(dsn, NULL);
+	for (PQconninfoOption *option = options; option != NULL && option->keyword != NULL; option++) {
+		if (option->val == NULL)
+			continue;
+		if (strcmp(option->keyword, "host") == 0)
+			host = option->val;
+		else if (strcmp(option->keyword, "sslmode") == 0)
+			sslmode = option->val;
+	}
+	if (host == NULL)
+		host = getenv("PGHOST");
+	if (sslmode == NULL || sslmode[0] == '\0')
+		sslmode = getenv("PGSSLMODE");
+	if (host != NULL)
+		find_remote_host(host, target);
+	if (sslmode != NULL)
+		snprintf(target->sslmode, sizeof(target->sslmode), "%s", sslmode);
+	PQconninfoFree(options);
+}
+
+/* Why an explicitly weaker sslmode leaves the connection open to a man in the middle. */
+static const char *sslmode_weakness(const char *sslmode)
+{
+	if (strcmp(sslmode, "disable") == 0 || strcmp(sslmode, "allow") == 0 ||
+	    strcmp(sslmode, "prefer") == 0)
+		return "the connection may be unencrypted and is not verified";
+	if (strcmp(sslmode, "require") == 0)
+		return "the connection is not verified";
+	if (strcmp(sslmode, "verify-ca") == 0)
+		return "the server's name is not verified";
+	return NULL;
+}
 
 PGconn *db_connect(const char *dsn, struct error *err)
 {
 	/* Entries are read in order: a connect_timeout in the DSN overrides ours. */
-	const char *keywords[5] = { "fallback_application_name", NULL, NULL, NULL, NULL };
-	const char *values[5] = { log_program_name(), NULL, NULL, NULL, NULL };
+	const char *keywords[6] = { "fallback_application_name", NULL, NULL, NULL, NULL, NULL };
+	const char *values[6] = { log_program_name(), NULL, NULL, NULL, NULL, NULL };
 	const char *password_file = getenv("CERTCTL_PASSWORD_FILE");
+	struct connection_target target;
+	bool tls_required = false;
 	char *password = NULL;
 	size_t password_length = 0;
 	int count = 1;
@@ -45,6 +144,23 @@ PGconn *db_connect(const char *dsn, struct error *err)
 	}
 	if (dsn == NULL || dsn[0] == '\0')
 		dsn = getenv("CERTCTL_DSN");
+	/*
+	 * Off loopback, the password and every row cross a network: libpq's
+	 * default (prefer) would fall back to plain text for anyone in between.
+	 * The host named is the name TLS verifies, whatever hostaddr says.
+	 */
+	connection_target_read(dsn, &target);
+	if (target.remote_host[0] != '\0') {
+		const char *weakness = target.sslmode[0] ? sslmode_weakness(target.sslmode) : NULL;
+
+		if (target.sslmode[0] == '\0') {
+			tls_required = true;
+			keywords[count] = "sslmode";
+			values[count++] = REQUIRED_SSLMODE;
+		} else if (weakness != NULL) {
+			log_warn("database: sslmode=%s to %s: %s", target.sslmode, target.remote_host, weakness);
+		}
+	}
 	/* With no dbname entry libpq falls back to PG* variables and defaults. */
 	if (dsn != NULL && dsn[0] != '\0') {
 		keywords[count] = "dbname";
@@ -58,7 +174,12 @@ PGconn *db_connect(const char *dsn, struct error *err)
 		return NULL;
 	}
 	if (PQstatus(conn) != CONNECTION_OK) {
-		error_set(err, EXIT_UNAVAILABLE, "database: %s", PQerrorMessage(conn));
+		if (tls_required)
+			error_set(err, EXIT_UNAVAILABLE,
+				  "database: %.600s (TLS " REQUIRED_SSLMODE " required for %s; set sslmode explicitly to change that)",
+				  PQerrorMessage(conn), target.remote_host);
+		else
+			error_set(err, EXIT_UNAVAILABLE, "database: %s", PQerrorMessage(conn));
 		PQfinish(conn);
 		return NULL;
 	}

@@ -15,6 +15,10 @@
 
 /* How much of a failing command's stderr makes it into the one-line error. */
 #define STDERR_SUMMARY_BYTES 400
+/* For a command run with no PATH of ours to inherit. */
+#define DEFAULT_COMMAND_PATH "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+
+extern char **environ;
 
 int command_timeout_seconds(void)
 {
@@ -60,7 +64,61 @@ static void one_line(char *text)
 	*out = '\0';
 }
 
-static void exec_child(char *const argv[], const struct command_env *env, int stderr_fd)
+/* Does the NAME=value entry have this name? */
+static bool entry_is(const char *entry, const char *name)
+{
+	size_t length = strcspn(name, "=");
+
+	return strncmp(entry, name, length) == 0 && entry[length] == '=';
+}
+
+/* What a command may inherit: the locale, the time zone, PATH, and the new files' paths. */
+static bool entry_may_pass(const char *entry)
+{
+	return entry_is(entry, "PATH") || entry_is(entry, "LANG") || entry_is(entry, "TZ") ||
+	       (strncmp(entry, "LC_", 3) == 0 && strchr(entry, '=') != NULL) ||
+	       (strncmp(entry, "CERTCTL_NEW_", 12) == 0 && strchr(entry, '=') != NULL);
+}
+
+/*
+ * The child's environment: our allowed entries, then env's assignments
+ * (which win). Never the DSN, PG* or a key or password file's path: a
+ * reload command has no business with the database. Made before fork, as
+ * the child should not allocate. Caller frees the array, not the strings.
+ */
+static char **scrubbed_environment(const struct command_env *env)
+{
+	size_t inherited = 0, added = 0, used = 0;
+	bool has_path = false;
+	char **list;
+
+	while (environ != NULL && environ[inherited] != NULL)
+		inherited++;
+	while (env != NULL && env->assignments != NULL && env->assignments[added] != NULL)
+		added++;
+	if ((list = calloc(inherited + added + 2, sizeof(*list))) == NULL)
+		return NULL;
+	for (size_t i = 0; i < inherited; i++) {
+		bool replaced = false;
+
+		if (!entry_may_pass(environ[i]))
+			continue;
+		for (size_t j = 0; j < added && !replaced; j++)
+			replaced = entry_is(environ[i], env->assignments[j]);
+		if (!replaced)
+			list[used++] = environ[i];
+	}
+	for (size_t j = 0; j < added; j++)
+		list[used++] = (char *)env->assignments[j];
+	for (size_t i = 0; i < used; i++)
+		has_path = has_path || entry_is(list[i], "PATH");
+	if (!has_path)
+		list[used++] = (char *)DEFAULT_COMMAND_PATH;
+	list[used] = NULL;
+	return list;
+}
+
+static void exec_child(char *const argv[], char **environment, int stderr_fd)
 {
 	struct sigaction action;
 	sigset_t none;
@@ -75,8 +133,8 @@ static void exec_child(char *const argv[], const struct command_env *env, int st
 	if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(null_fd, STDOUT_FILENO) < 0 ||
 	    dup2(stderr_fd, STDERR_FILENO) < 0)
 		_exit(127);
-	for (size_t i = 0; env != NULL && env->assignments != NULL && env->assignments[i] != NULL; i++)
-		putenv((char *)env->assignments[i]);
+	/* execvp looks argv[0] up in the PATH of environ: the scrubbed one. */
+	environ = environment;
 	execvp(argv[0], argv);
 	dprintf(STDERR_FILENO, "cannot execute: %s", strerror(errno));
 	_exit(127);
@@ -89,20 +147,27 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 	long long deadline = now_milliseconds() + (long long)command_timeout_seconds() * 1000;
 	bool timed_out = false, stderr_closed = false;
 	int pipe_fds[2], status = 0;
+	char **environment;
 	pid_t pid, waited;
 
 	if (argv == NULL || argv[0] == NULL)
 		return 0;
-	if (pipe2(pipe_fds, O_CLOEXEC) != 0)
+	if ((environment = scrubbed_environment(env)) == NULL)
+		return error_set(err, EXIT_FAILED, "%s: cannot run: out of memory", argv[0]);
+	if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+		free(environment);
 		return error_set(err, EXIT_FAILED, "%s: cannot run: pipe: %s", argv[0], strerror(errno));
+	}
 	pid = fork();
 	if (pid < 0) {
+		free(environment);
 		close(pipe_fds[0]);
 		close(pipe_fds[1]);
 		return error_set(err, EXIT_FAILED, "%s: cannot run: fork: %s", argv[0], strerror(errno));
 	}
 	if (pid == 0)
-		exec_child(argv, env, pipe_fds[1]);
+		exec_child(argv, environment, pipe_fds[1]);
+	free(environment);
 	setpgid(pid, pid);
 	close(pipe_fds[1]);
 

@@ -16,6 +16,8 @@ struct command_env {
 
 /*
  * Runs argv (NULL-terminated; argv[0] looked up in $PATH) with fork/execvp,
+ * in a scrubbed environment (PATH, LANG, LC_*, TZ and CERTCTL_NEW_* only,
+ * then env's assignments; PATH defaults to /usr/sbin:/usr/bin:/sbin:/bin),
  * stdin from /dev/null, stdout discarded, in its own process group (so a
  * terminal's SIGINT reaches us, not the reload in flight). Waits for it
  * through our own SIGINT/SIGTERM. Returns 0 when it exited 0; otherwise

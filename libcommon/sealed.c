@@ -28,9 +28,10 @@ static int hex_value(int c)
 
 int sealed_load_key(const char *path, unsigned char key[SEALED_KEY_BYTES], struct error *err)
 {
+	struct error read_err = { 0, "" };
 	struct stat info;
 	char *content;
-	size_t length;
+	size_t total, length;
 	int code = 0;
 
 	if (path == NULL)
@@ -38,12 +39,13 @@ int sealed_load_key(const char *path, unsigned char key[SEALED_KEY_BYTES], struc
 	if (path == NULL || path[0] == '\0')
 		return error_set(err, EXIT_CONFIG,
 				 "CERTCTL_KEY_FILE is not set: private keys are sealed with the key it names");
-	content = file_read_all(path, KEY_FILE_MAX_BYTES, &length, err);
+	content = secret_file_read(path, KEY_FILE_MAX_BYTES, &total, &read_err);
 	if (content == NULL)
-		return error_set(err, EXIT_CONFIG, "key file %s", err->message);
+		return error_set(err, EXIT_CONFIG, "key file %s", read_err.message);
 	if (stat(path, &info) == 0 && (info.st_mode & 0077) != 0)
 		log_warn("key file %s: readable by group or others (mode %04o); chmod 0600 it",
 			 path, (unsigned)(info.st_mode & 07777));
+	length = total;
 	while (length > 0 && (content[length - 1] == '\n' || content[length - 1] == '\r'))
 		length--;
 	if (length == SEALED_KEY_BYTES) {
@@ -62,8 +64,7 @@ int sealed_load_key(const char *path, unsigned char key[SEALED_KEY_BYTES], struc
 				 "key file %s: must hold 32 bytes or 64 hex digits (make one with: openssl rand -hex 32)",
 				 path);
 	}
-	OPENSSL_cleanse(content, length);
-	free(content);
+	secret_free(content, total);
 	if (code != 0)
 		OPENSSL_cleanse(key, SEALED_KEY_BYTES);
 	return code;

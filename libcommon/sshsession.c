@@ -19,6 +19,7 @@
 #include "sshsession.h"
 
 #define SECRET_FILE_MAX 4096
+#define SECRETS_DIR_ENV "CERTCTL_SECRETS_DIR"
 #define STDERR_KEPT 2048
 #define SUMMARY_MAX 200
 /* After a command timed out, how long closing its channel may take. */
@@ -144,6 +145,86 @@ static char *default_known_hosts(void)
 	return path;
 }
 
+/* path with every symbolic link resolved; a missing last component is resolved through its directory. */
+static char *resolve_path(const char *path)
+{
+	char *slash, *directory, *resolved, *joined = NULL;
+	const char *name;
+
+	if ((resolved = realpath(path, NULL)) != NULL || errno != ENOENT)
+		return resolved;
+	if ((directory = strdup(path)) == NULL)
+		return NULL;
+	slash = strrchr(directory, '/');
+	name = slash ? path + (slash - directory) + 1 : path;
+	if (slash == directory)
+		directory[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	else
+		strcpy(directory, ".");
+	if (name[0] != '\0' && strcmp(name, ".") != 0 && strcmp(name, "..") != 0 &&
+	    (resolved = realpath(directory, NULL)) != NULL &&
+	    asprintf(&joined, "%s%s%s", resolved, strcmp(resolved, "/") == 0 ? "" : "/", name) < 0)
+		joined = NULL;
+	free(resolved);
+	free(directory);
+	return joined;
+}
+
+/*
+ * The database names these files, and a row anyone can write must not make
+ * us read (and send) any local file: each must resolve under the secrets
+ * directory. On success *path is replaced by its resolved form, which is
+ * what gets opened.
+ */
+static int confine_to_secrets_dir(const char *target_id, const char *key, const char *secrets_dir,
+				  const char *resolved_dir, char **path, struct error *err)
+{
+	char *resolved;
+	size_t length = strlen(resolved_dir);
+
+	if (*path == NULL)
+		return 0;
+	if (resolved_dir[0] == '\0' || (resolved = resolve_path(*path)) == NULL)
+		return error_set(err, EXIT_CONFIG, "%s: config %s: %s: not under " SECRETS_DIR_ENV " %s%s; nothing sent",
+				 target_id, key, *path, secrets_dir,
+				 resolved_dir[0] == '\0' ? " (which cannot be resolved)" : "");
+	if (strcmp(resolved_dir, "/") != 0 &&
+	    (strncmp(resolved, resolved_dir, length) != 0 || resolved[length] != '/')) {
+		error_set(err, EXIT_CONFIG, "%s: config %s: %s: not under " SECRETS_DIR_ENV " %s; nothing sent",
+			  target_id, key, *path, secrets_dir);
+		free(resolved);
+		return EXIT_CONFIG;
+	}
+	free(*path);
+	*path = resolved;
+	return 0;
+}
+
+static int confine_secret_files(const char *target_id, struct ssh_options *options, bool known_hosts_named,
+				struct error *err)
+{
+	const char *secrets_dir = getenv(SECRETS_DIR_ENV);
+	char *resolved_dir;
+	int code;
+
+	if (secrets_dir == NULL || secrets_dir[0] == '\0')
+		secrets_dir = SSH_DEFAULT_SECRETS_DIR;
+	if ((resolved_dir = realpath(secrets_dir, NULL)) == NULL && (resolved_dir = strdup("")) == NULL)
+		return error_set(err, EXIT_INTERNAL, "out of memory");
+	if ((code = confine_to_secrets_dir(target_id, "private_key_path", secrets_dir, resolved_dir,
+					   &options->private_key_path, err)) == 0 &&
+	    (code = confine_to_secrets_dir(target_id, "passphrase_file", secrets_dir, resolved_dir,
+					   &options->passphrase_file, err)) == 0 &&
+	    (code = confine_to_secrets_dir(target_id, "password_file", secrets_dir, resolved_dir,
+					   &options->password_file, err)) == 0 && known_hosts_named)
+		code = confine_to_secrets_dir(target_id, "known_hosts", secrets_dir, resolved_dir,
+					      &options->known_hosts, err);
+	free(resolved_dir);
+	return code;
+}
+
 int ssh_options_parse(const char *target_id, json_object *config, struct ssh_options *options,
 		      struct error *err)
 {
@@ -187,6 +268,8 @@ int ssh_options_parse(const char *target_id, json_object *config, struct ssh_opt
 		}
 		options->has_host_key_pin = true;
 	}
+	if ((code = confine_secret_files(target_id, options, options->known_hosts != NULL, err)) != 0)
+		goto out;
 	if (options->known_hosts == NULL && (options->known_hosts = default_known_hosts()) == NULL) {
 		code = error_set(err, EXIT_CONFIG, "%s: config known_hosts: not set and the running user has no home directory",
 				 target_id);
@@ -384,21 +467,6 @@ out:
 	return code;
 }
 
-/* The passphrase or password file's first line, to be cleansed by the caller. */
-static char *read_secret_file(const char *key, const char *path, size_t *length, struct error *err)
-{
-	struct error read_err = { 0, "" };
-	char *secret = file_read_all(path, SECRET_FILE_MAX, length, &read_err);
-
-	if (secret == NULL) {
-		error_set(err, EXIT_CONFIG, "config %s: %s", key, read_err.message);
-		return NULL;
-	}
-	while (*length > 0 && (secret[*length - 1] == '\n' || secret[*length - 1] == '\r'))
-		secret[--*length] = '\0';
-	return secret;
-}
-
 static int authenticate(const struct ssh_options *options, struct ssh_connection *connection,
 			struct error *err)
 {
@@ -409,11 +477,14 @@ static int authenticate(const struct ssh_options *options, struct ssh_connection
 
 	if (options->passphrase_file != NULL || options->password_file != NULL) {
 		const char *key = options->password_file ? "password_file" : "passphrase_file";
-		secret = read_secret_file(key, options->password_file ? options->password_file
-								   : options->passphrase_file,
-					  &secret_length, err);
+		struct error read_err = { 0, "" };
+
+		/* The first line is the secret: an editor's trailing newline or a comment never is. */
+		secret = secret_file_read_line(options->password_file ? options->password_file
+								      : options->passphrase_file,
+					       SECRET_FILE_MAX, &secret_length, &read_err);
 		if (secret == NULL)
-			return err->code;
+			return error_set(err, EXIT_CONFIG, "config %s: %s", key, read_err.message);
 	}
 	if (options->private_key_path != NULL)
 		/* A NULL public key makes libssh2 derive it from the private key. */
@@ -433,10 +504,7 @@ static int authenticate(const struct ssh_options *options, struct ssh_connection
 	else if (rc != 0)
 		code = error_set(err, EXIT_FORBIDDEN, "%s: authentication refused (%s): %s", connection->label,
 				 options->private_key_path ? "publickey" : "password", session_error_text(session));
-	if (secret != NULL) {
-		OPENSSL_cleanse(secret, secret_length);
-		free(secret);
-	}
+	secret_free(secret, secret_length);
 	return code;
 }
 

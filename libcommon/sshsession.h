@@ -19,6 +19,8 @@
 #define SSH_DEFAULT_COMMAND_TIMEOUT 60   /* seconds: each remote command and SFTP request */
 #define SSH_MAX_TIMEOUT 3600
 #define SSH_HOST_KEY_SHA256_LENGTH 32
+/* Where the key, password and known_hosts files a target names must live ($CERTCTL_SECRETS_DIR). */
+#define SSH_DEFAULT_SECRETS_DIR "/etc/certctl/ssh"
 
 /* The connection keys of an ssh target's config; strings are owned copies. */
 struct ssh_options {
@@ -37,7 +39,12 @@ struct ssh_options {
 
 /*
  * Reads and checks the connection keys of config. A missing or malformed key
- * is EXIT_CONFIG naming it. Caller frees with ssh_options_free() (also on failure).
+ * is EXIT_CONFIG naming it, and so is a private_key_path, passphrase_file,
+ * password_file or known_hosts that does not resolve (symbolic links and
+ * "..", followed) to a file under $CERTCTL_SECRETS_DIR (default
+ * SSH_DEFAULT_SECRETS_DIR); those paths are stored resolved. The default
+ * known_hosts (~/.ssh/known_hosts), named by no config, is not confined.
+ * Caller frees with ssh_options_free() (also on failure).
  */
 int ssh_options_parse(const char *target_id, json_object *config, struct ssh_options *options,
 		      struct error *err);

@@ -439,3 +439,51 @@ default_commands() {
 	expect_equal Running "$(job_column status)"
 	[ ! -e "$D/cert.pem" ]
 }
+
+@test "deploy: validate and reload commands see no DSN, password or key path, only the new files' paths; certctl-deploy is not dumpable" {
+	# As root, /proc shows every process as root's; run as nobody, a process
+	# that is not dumpable still shows as root's. So this deploy runs as nobody,
+	# in a directory of its own (bats' run directory is 0700: let nobody through).
+	chmod o+x "$BATS_RUN_TMPDIR"
+	W="$BATS_TEST_TMPDIR/nobody"
+	install -d -o nobody -m 0755 "$W" "$W/www"
+	install -o nobody -m 0600 "$CERTCTL_KEY_FILE" "$W/sealing.key"
+	printf '%s\n' "$PGPASSWORD" | install -o nobody -m 0600 /dev/stdin "$W/pgpass"
+	add_target target-files file "$(jq -cn --arg w "$W" '{cert_path: ($w+"/www/cert.pem"), key_path: ($w+"/www/key.pem"),
+		validate_command: ["sh","-c","env > \"$1/env.txt\"; stat -c %U /proc/$PPID/status > \"$1/owner.txt\"; grep \"Max core file size\" /proc/$PPID/limits > \"$1/limits.txt\"","sh",$w],
+		reload_command: ["sh","-c","env > \"$1/reload-env.txt\"","sh",$w]}')"
+	import_version v1
+	LINES=$(claim_jobs)
+	CERTCTL_DSN="host=localhost port=$PGPORT dbname=$PGDATABASE" CERTCTL_PASSWORD_FILE="$W/pgpass" \
+		CERTCTL_KEY_FILE="$W/sealing.key" CERTCTL_AGENT_KEY_FILE="$W/agent.key" \
+		run --separate-stderr setpriv --reuid=nobody --regid=nogroup --clear-groups certctl-deploy <<<"$LINES"
+	expect_status 0
+	expect_equal Completed "$(jq -r .status <<<"$output")"
+	for file in env.txt reload-env.txt; do
+		for name in CERTCTL_DSN PGPASSWORD PGHOST PGPORT PGUSER PGDATABASE CERTCTL_PASSWORD_FILE CERTCTL_KEY_FILE CERTCTL_AGENT_KEY_FILE; do
+			if grep -q "^$name=" "$W/$file"; then
+				echo "$file: $name was passed on: $(grep "^$name=" "$W/$file")"
+				return 1
+			fi
+		done
+		if grep -qF -- "$PGPASSWORD" "$W/$file"; then echo "$file: the database password was passed on"; return 1; fi
+		grep -q '^PATH=' "$W/$file"
+	done
+	expect_contains "$(cat "$W/env.txt")" "CERTCTL_NEW_CERT_PATH=$W/www/.cert.pem.certctl-tmp."
+	expect_contains "$(cat "$W/env.txt")" "CERTCTL_NEW_KEY_PATH=$W/www/.key.pem.certctl-tmp."
+	expect_equal root "$(cat "$W/owner.txt")" "owner /proc shows for certctl-deploy (root: not dumpable)"
+	expect_equal "0 0" "$(awk '{ print $5, $6 }' "$W/limits.txt")" "certctl-deploy's core size limit, soft and hard"
+}
+
+@test "deploy: a command run with no PATH in certctl-deploy's environment gets /usr/sbin:/usr/bin:/sbin:/bin" {
+	add_target target-files file "$(files_config "$(jq -cn --arg d "$D" \
+		'{validate_command: ["sh","-c","env > \"$1/env.txt\"","sh",$d]}')")"
+	import_version v1
+	LINES=$(claim_jobs)
+	run --separate-stderr env -u PATH LANG=C.UTF-8 LC_TIME=C TZ=UTC "$CERTCTL_BIN/certctl-deploy" <<<"$LINES"
+	expect_status 0
+	grep -qx 'PATH=/usr/sbin:/usr/bin:/sbin:/bin' "$D/env.txt"
+	grep -qx 'LANG=C.UTF-8' "$D/env.txt"
+	grep -qx 'LC_TIME=C' "$D/env.txt"
+	grep -qx 'TZ=UTC' "$D/env.txt"
+}

@@ -7,6 +7,9 @@ load lib/sshd
 
 setup_file() {
 	export SSHD_DIR="$BATS_FILE_TMPDIR/sshd" PKI="$BATS_FILE_TMPDIR/pki"
+	# Key, password and known_hosts fixtures live in the file's and the tests'
+	# temporary directories, both under the run's.
+	export CERTCTL_SECRETS_DIR="$BATS_RUN_TMPDIR"
 	start_sshd "$SSHD_DIR"
 	make_pki "$PKI"
 	make_leaf "$PKI" v1 shop.example
@@ -20,6 +23,36 @@ teardown_file() {
 setup() {
 	REMOTE="$BATS_TEST_TMPDIR/remote"
 	mkdir -p "$REMOTE"
+}
+
+teardown() {
+	stop_sshd "$BATS_TEST_TMPDIR/password-sshd"
+}
+
+# How many TCP connections the test sshd has accepted so far.
+sshd_connections() {
+	awk '/Connection from/ { n++ } END { print n + 0 }' "$SSHD_DIR/sshd.log"
+}
+
+# A second sshd that accepts root's PASSWORD: it runs in a mount namespace of
+# its own where /etc/shadow is a copy with that password, so the system's
+# accounts are never touched. Exports PASSWORD_SSHD_PORT and PASSWORD_SSHD_KNOWN_HOSTS.
+start_password_sshd() {
+	local dir=$1 hash
+	mkdir -p "$dir"
+	hash=$(openssl passwd -6 "$2") || return 1
+	awk -F: -v OFS=: -v hash="$hash" '$1 == "root" { $2 = hash } { print }' /etc/shadow > "$dir/shadow"
+	chmod 0600 "$dir/shadow"
+	PASSWORD_SSHD_PORT=$(free_port) || return 1
+	sed -e "s/^Port .*/Port $PASSWORD_SSHD_PORT/" -e "s|^PidFile .*|PidFile $dir/sshd.pid|" \
+		-e 's/^PasswordAuthentication .*/PasswordAuthentication yes/' \
+		-e 's/^PermitRootLogin .*/PermitRootLogin yes/' "$SSHD_DIR/sshd_config" > "$dir/sshd_config"
+	unshare --mount --propagation private sh -c 'mount --bind "$1" /etc/shadow && exec /usr/sbin/sshd -f "$2" -E "$3"' \
+		sh "$dir/shadow" "$dir/sshd_config" "$dir/sshd.log" || { cat "$dir/sshd.log" >&2; return 1; }
+	wait_for_port "$PASSWORD_SSHD_PORT" 10 || return 1
+	PASSWORD_SSHD_KNOWN_HOSTS=$dir/known_hosts
+	printf '[127.0.0.1]:%s %s\n' "$PASSWORD_SSHD_PORT" "$(cut -d' ' -f1,2 "$SSHD_DIR/host_key.pub")" \
+		> "$PASSWORD_SSHD_KNOWN_HOSTS"
 }
 
 # The config of an ssh target deploying cert.pem/key.pem into $REMOTE, with a
@@ -456,4 +489,65 @@ pipeline_setup() {
 	expect_contains "$(sql "SELECT last_error FROM jobs WHERE target_id = 'target-web09-ssh'")" \
 		"reload command failed; rolled back to pre-deploy state"
 	expect_equal "$before" "$(listing "$REMOTE")" "remote directory after rollback"
+}
+
+@test "ssh: a password_file outside CERTCTL_SECRETS_DIR is 78 naming key and directory, and nothing is sent" {
+	secrets="$BATS_TEST_TMPDIR/secrets"
+	mkdir -p "$secrets"
+	cp "$SSHD_KNOWN_HOSTS" "$secrets/known_hosts"
+	printf 'hunter2-secret\n' > "$BATS_TEST_TMPDIR/password"
+	ln -s "$BATS_TEST_TMPDIR/password" "$secrets/linked-password"
+	before=$(sshd_connections)
+	for pass in "$BATS_TEST_TMPDIR/password" "$secrets/../password" "$secrets/linked-password"; do
+		CERTCTL_SECRETS_DIR=$secrets deploy "$(target_config --arg pass "$pass" --arg known "$secrets/known_hosts" \
+			'del(.private_key_path) + {password_file:$pass, known_hosts:$known}')" v1
+		expect_status 78
+		expect_contains "$stderr" "config password_file: $pass: not under CERTCTL_SECRETS_DIR $secrets"
+		case "$output$stderr" in *hunter2*) echo "password leaked: $output $stderr"; return 1 ;; esac
+	done
+	expect_equal "$before" "$(sshd_connections)" "connections the sshd accepted"
+	expect_equal "" "$(ls -A "$REMOTE")" "remote directory"
+}
+
+@test "ssh: known_hosts, private_key_path and passphrase_file outside CERTCTL_SECRETS_DIR are 78 before connecting" {
+	secrets="$BATS_TEST_TMPDIR/secrets"
+	mkdir -p "$secrets"
+	cp "$SSHD_CLIENT_KEY" "$secrets/client_key"
+	cp "$SSHD_KNOWN_HOSTS" "$secrets/known_hosts"
+	before=$(sshd_connections)
+	CERTCTL_SECRETS_DIR=$secrets deploy "$(target_config --arg key "$secrets/client_key" \
+		'. + {private_key_path:$key}')" v1
+	expect_status 78
+	expect_contains "$stderr" "config known_hosts: $SSHD_KNOWN_HOSTS: not under CERTCTL_SECRETS_DIR $secrets"
+	CERTCTL_SECRETS_DIR=$secrets deploy "$(target_config --arg known "$secrets/known_hosts" '. + {known_hosts:$known}')" v1
+	expect_status 78
+	expect_contains "$stderr" "config private_key_path: $SSHD_CLIENT_KEY: not under CERTCTL_SECRETS_DIR $secrets"
+	printf 'x\n' > "$BATS_TEST_TMPDIR/passphrase"
+	CERTCTL_SECRETS_DIR=$secrets deploy "$(target_config --arg key "$secrets/client_key" --arg known "$secrets/known_hosts" \
+		--arg pass "$BATS_TEST_TMPDIR/passphrase" '. + {private_key_path:$key, known_hosts:$known, passphrase_file:$pass}')" v1
+	expect_status 78
+	expect_contains "$stderr" "config passphrase_file: $BATS_TEST_TMPDIR/passphrase: not under CERTCTL_SECRETS_DIR $secrets"
+	expect_equal "$before" "$(sshd_connections)" "connections the sshd accepted"
+	# The same files inside the directory are accepted: the refusals were about place alone.
+	CERTCTL_SECRETS_DIR=$secrets deploy "$(target_config --arg key "$secrets/client_key" --arg known "$secrets/known_hosts" \
+		'. + {private_key_path:$key, known_hosts:$known}')" v1
+	expect_status 0
+	cmp "$REMOTE/key.pem" "$PKI/v1.key"
+}
+
+@test "ssh: a password_file's first line is the password, whatever follows it" {
+	start_password_sshd "$BATS_TEST_TMPDIR/password-sshd" 'first-line-secret'
+	printf 'first-line-secret\nnot part of it\n' > "$BATS_TEST_TMPDIR/password"
+	config=$(target_config --argjson port "$PASSWORD_SSHD_PORT" --arg known "$PASSWORD_SSHD_KNOWN_HOSTS" \
+		--arg pass "$BATS_TEST_TMPDIR/password" \
+		'del(.private_key_path) + {port:$port, known_hosts:$known, password_file:$pass}')
+	deploy "$config" v1
+	expect_status 0
+	cmp "$REMOTE/key.pem" "$PKI/v1.key"
+	# The right password on the second line does not count.
+	printf 'not it\nfirst-line-secret\n' > "$BATS_TEST_TMPDIR/password"
+	deploy "$config" v2
+	expect_status 77
+	expect_contains "$stderr" "authentication refused (password)"
+	cmp "$REMOTE/key.pem" "$PKI/v1.key"
 }

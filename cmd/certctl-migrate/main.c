@@ -4,6 +4,7 @@
 
 #include "db.h"
 #include "exitcode.h"
+#include "hygiene.h"
 #include "log.h"
 #include "migrate.h"
 #include "options.h"
@@ -35,6 +36,10 @@ int main(int argc, char *argv[])
 	int option, code;
 
 	log_init("certctl-migrate");
+	if ((code = process_protect_secrets(&err)) != 0) {
+		log_error("%s", err.message);
+		return code;
+	}
 	common_options_init(&common);
 	/* GNU getopt permutes, so the action word may stand before its options. */
 	while ((option = getopt_long(argc, argv, COMMON_SHORT_OPTIONS, long_options, NULL)) != -1) {
