@@ -448,13 +448,16 @@ default_commands() {
 	W="$BATS_TEST_TMPDIR/nobody"
 	install -d -o nobody -m 0755 "$W" "$W/www"
 	install -o nobody -m 0600 "$CERTCTL_KEY_FILE" "$W/sealing.key"
-	printf '%s\n' "$PGPASSWORD" | install -o nobody -m 0600 /dev/stdin "$W/pgpass"
+	install -o nobody -m 0600 "$(agent_dir agent-web01)/password" "$W/pgpass"
+	install -o nobody -m 0600 "$(agent_dir agent-web01)/agent.key" "$W/agent.key"
+	password=$(cat "$W/pgpass")
 	add_target target-files file "$(jq -cn --arg w "$W" '{cert_path: ($w+"/www/cert.pem"), key_path: ($w+"/www/key.pem"),
 		validate_command: ["sh","-c","env > \"$1/env.txt\"; stat -c %U /proc/$PPID/status > \"$1/owner.txt\"; grep \"Max core file size\" /proc/$PPID/limits > \"$1/limits.txt\"","sh",$w],
 		reload_command: ["sh","-c","env > \"$1/reload-env.txt\"","sh",$w]}')"
 	import_version v1
 	LINES=$(claim_jobs)
-	CERTCTL_DSN="host=localhost port=$PGPORT dbname=$PGDATABASE" CERTCTL_PASSWORD_FILE="$W/pgpass" \
+	CERTCTL_DSN="host=localhost port=$PGPORT dbname=$PGDATABASE user=$(agent_role agent-web01)" \
+		CERTCTL_PASSWORD_FILE="$W/pgpass" PGPASSWORD="other-secret-$$" \
 		CERTCTL_KEY_FILE="$W/sealing.key" CERTCTL_AGENT_KEY_FILE="$W/agent.key" \
 		run --separate-stderr setpriv --reuid=nobody --regid=nogroup --clear-groups certctl-deploy <<<"$LINES"
 	expect_status 0
@@ -466,7 +469,10 @@ default_commands() {
 				return 1
 			fi
 		done
-		if grep -qF -- "$PGPASSWORD" "$W/$file"; then echo "$file: the database password was passed on"; return 1; fi
+		if grep -qF -e "$password" -e "other-secret-$$" "$W/$file"; then
+			echo "$file: a database password was passed on"
+			return 1
+		fi
 		grep -q '^PATH=' "$W/$file"
 	done
 	expect_contains "$(cat "$W/env.txt")" "CERTCTL_NEW_CERT_PATH=$W/www/.cert.pem.certctl-tmp."
@@ -480,7 +486,8 @@ default_commands() {
 		'{validate_command: ["sh","-c","env > \"$1/env.txt\"","sh",$d]}')")"
 	import_version v1
 	LINES=$(claim_jobs)
-	run --separate-stderr env -u PATH LANG=C.UTF-8 LC_TIME=C TZ=UTC "$CERTCTL_BIN/certctl-deploy" <<<"$LINES"
+	run --separate-stderr as_agent agent-web01 env -u PATH LANG=C.UTF-8 LC_TIME=C TZ=UTC \
+		"$CERTCTL_BIN/certctl-deploy" <<<"$LINES"
 	expect_status 0
 	grep -qx 'PATH=/usr/sbin:/usr/bin:/sbin:/bin' "$D/env.txt"
 	grep -qx 'LANG=C.UTF-8' "$D/env.txt"

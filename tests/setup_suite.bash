@@ -26,9 +26,8 @@ setup_suite() {
 	ALTER ROLE certctl_test_operator PASSWORD :'operator';
 	SQL
 	# libpq and psql find the two passwords here; agents get password files.
-	umask 077
-	printf '*:*:*:certctl_owner:%s\n*:*:*:certctl_test_operator:%s\n' \
-		"$owner_password" "$operator_password" > "$CERTCTL_TEST_ROLES/pgpass"
+	(umask 077 && printf '*:*:*:certctl_owner:%s\n*:*:*:certctl_test_operator:%s\n' \
+		"$owner_password" "$operator_password" > "$CERTCTL_TEST_ROLES/pgpass")
 	export PGPASSFILE="$CERTCTL_TEST_ROLES/pgpass"
 	createdb -O certctl_owner "$CERTCTL_TEMPLATE_DB"
 	PGUSER=certctl_owner PGPASSWORD= PGDATABASE="$CERTCTL_TEMPLATE_DB" certctl-migrate -q up >/dev/null

@@ -4,6 +4,7 @@
 #include "db.h"
 #include "enroll.h"
 #include "exitcode.h"
+#include "hygiene.h"
 #include "log.h"
 #include "options.h"
 #include "signals.h"
@@ -31,6 +32,10 @@ int main(int argc, char *argv[])
 	int option, code;
 
 	log_init("certctl-enroll");
+	if ((code = process_protect_secrets(&err)) != 0) {
+		log_error("%s", err.message);
+		return code;
+	}
 	common_options_init(&common);
 	while ((option = getopt_long(argc, argv, COMMON_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		code = common_option(option, optarg, &common, usage_text, argv);

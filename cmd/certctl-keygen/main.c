@@ -1,10 +1,9 @@
 /* certctl-keygen: create (or show) this agent's X25519 key pair. No database. */
 #include <stdio.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 
 #include "agentkey.h"
 #include "exitcode.h"
+#include "hygiene.h"
 #include "log.h"
 #include "options.h"
 
@@ -13,16 +12,6 @@ static const char usage_text[] =
 	"       certctl-keygen --help | --version\n";
 
 enum { OPTION_KEY_FILE = OPTION_FIRST_COMMAND_SPECIFIC };
-
-/* No core file or ptrace peek may show the secret key (CONTRACT §1). */
-static int process_not_dumpable(struct error *err)
-{
-	const struct rlimit no_core = { 0, 0 };
-
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || setrlimit(RLIMIT_CORE, &no_core) != 0)
-		return error_set(err, EXIT_INTERNAL, "cannot make the process non-dumpable");
-	return 0;
-}
 
 int main(int argc, char *argv[])
 {
@@ -37,6 +26,10 @@ int main(int argc, char *argv[])
 	int option, code;
 
 	log_init("certctl-keygen");
+	if ((code = process_protect_secrets(&err)) != 0) {
+		log_error("%s", err.message);
+		return code;
+	}
 	common_options_init(&common);
 	while ((option = getopt_long(argc, argv, COMMON_SHORT_OPTIONS, long_options, NULL)) != -1) {
 		code = common_option(option, optarg, &common, usage_text, argv);
@@ -56,7 +49,7 @@ int main(int argc, char *argv[])
 	if (key_file != NULL && key_file[0] == '\0')
 		return usage_error("--key-file needs a file name");
 
-	if (standard_streams_check(&err) != 0 || process_not_dumpable(&err) != 0 ||
+	if (standard_streams_check(&err) != 0 ||
 	    (code = agent_keygen(key_file, stdout, &err)) != 0) {
 		log_error("%s", err.message);
 		return err.code;
