@@ -430,8 +430,6 @@ int ssh_apply(const struct deploy_plan *plan, json_object *config,
 		all_same = all_same && holds_plan_bytes(&plan->files[i], &states[i]);
 	}
 	if (all_same) {
-		for (size_t i = 0; i < count; i++)
-			result->backup[i] = BACKUP_SNAPSHOTTED;
 		code = deploy_result_finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
 		goto out;
 	}
