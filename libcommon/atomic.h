@@ -1,7 +1,8 @@
 /*
  * The atomic install primitive for local file targets (CONTRACT "The atomic
  * primitive"): lock, skip identical bytes, temp + fsync, validate, back up,
- * rename, reload, and restore + reload again when the reload fails.
+ * rename, reload, and restore + reload again when the reload fails. The
+ * algorithm is applier_run()'s (applier.h); this file is the local file system.
  */
 #ifndef CERTCTL_ATOMIC_H
 #define CERTCTL_ATOMIC_H
@@ -11,7 +12,6 @@
 #include "deployplan.h"
 #include "error.h"
 
-#define ATOMIC_TEMP_INFIX ".certctl-tmp."
 #define ATOMIC_BACKUP_INFIX ".certctl-bak."
 /* Lock file beside each destination: ".<name>.certctl-lock", kept for good. */
 #define ATOMIC_LOCK_SUFFIX ".certctl-lock"
