@@ -9,7 +9,7 @@
 
 #include "error.h"
 
-/* An agent that has not beaten for this long is offline (CONTRACT: deploy's rule too). */
+/* An agent that has not beaten for this long is offline: --stale lists it, certctl-deploy refuses it. */
 #define STALE_AFTER_SECONDS 300L
 
 struct heartbeat_request {

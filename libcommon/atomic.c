@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "applier.h"
 #include "atomic.h"
 #include "exitcode.h"
 #include "runcmd.h"
@@ -31,7 +32,6 @@ struct file_state {
 	char backup[PATH_MAX];    /* "" when no backup was taken */
 	int lock_fd;
 	bool existed;
-	bool renamed;
 	uid_t uid;                /* (uid_t)-1: leave as created */
 	gid_t gid;
 	mode_t mode;
@@ -66,7 +66,7 @@ static long long now_nanoseconds(void)
 /* ".<name>.certctl-tmp.<19-digit ns>.<pid>.<n>" in the destination's directory. */
 static void make_temp_name(const struct file_state *state, char *name, size_t size)
 {
-	snprintf(name, size, "%s/.%s" ATOMIC_TEMP_INFIX "%019lld.%ld.%lu",
+	snprintf(name, size, "%s/.%s" TEMP_FILE_INFIX "%019lld.%ld.%lu",
 		 strcmp(state->dir, "/") == 0 ? "" : state->dir, state->base,
 		 now_nanoseconds(), (long)getpid(), ++temp_counter);
 }
@@ -156,7 +156,7 @@ static void remove_leftover_temps(const struct file_state *state)
 
 	if (dir == NULL)
 		return;
-	snprintf(prefix, sizeof(prefix), ".%s" ATOMIC_TEMP_INFIX, state->base);
+	snprintf(prefix, sizeof(prefix), ".%s" TEMP_FILE_INFIX, state->base);
 	while ((entry = readdir(dir)) != NULL)
 		if (strncmp(entry->d_name, prefix, strlen(prefix)) == 0) {
 			snprintf(path, sizeof(path), "%s/%s", state->dir, entry->d_name);
@@ -378,127 +378,21 @@ static int snapshot(const char *source, const char *destination)
 	return copy_file(source, destination);
 }
 
-static void remove_temps(struct file_state *states, size_t count)
-{
-	for (size_t i = 0; i < count; i++)
-		if (states[i].temp[0] != '\0') {
-			unlink(states[i].temp);
-			states[i].temp[0] = '\0';
-		}
-}
-
-/*
- * Puts file i back as it was before the deploy: the backup is linked to a
- * temp name and renamed over the destination; a file that did not exist is
- * removed. Appends why to reasons on failure.
- */
-static enum backup_status restore_one(const struct deploy_file *file, struct file_state *state,
-				      char *reasons, size_t reasons_size)
-{
-	size_t used = strlen(reasons);
-	char temp[PATH_MAX];
-
-	if (!state->existed) {
-		if (unlink(file->path) == 0 || errno == ENOENT)
-			return BACKUP_REMOVED;
-		snprintf(reasons + used, reasons_size - used, "%s%s: remove: %s", used ? "; " : "",
-			 file->path, strerror(errno));
-		return BACKUP_REMOVE_FAILED;
-	}
-	if (state->backup[0] == '\0') {
-		snprintf(reasons + used, reasons_size - used, "%s%s: no backup (backup_retention -1)",
-			 used ? "; " : "", file->path);
-		return BACKUP_RESTORE_FAILED;
-	}
-	make_temp_name(state, temp, sizeof(temp));
-	if (snapshot(state->backup, temp) != 0) {
-		snprintf(reasons + used, reasons_size - used, "%s%s: cannot read backup %s: %s",
-			 used ? "; " : "", file->path, state->backup, strerror(errno));
-		return BACKUP_RESTORE_FAILED;
-	}
-	if (rename(temp, file->path) != 0) {
-		snprintf(reasons + used, reasons_size - used, "%s%s: rename: %s", used ? "; " : "",
-			 file->path, strerror(errno));
-		unlink(temp);
-		return BACKUP_RESTORE_FAILED;
-	}
-	return BACKUP_RESTORED;
-}
-
-/* Restores files [0, count); true when every one is back. */
-static bool restore_files(const struct deploy_plan *plan, struct file_state *states, size_t count,
-			  struct deploy_result *result, char *reasons, size_t reasons_size)
-{
-	bool all = true;
-	struct error ignored;
-
-	for (size_t i = 0; i < count; i++) {
-		if (!states[i].renamed)
-			continue;
-		result->backup[i] = restore_one(&plan->files[i], &states[i], reasons, reasons_size);
-		all = all && (result->backup[i] == BACKUP_RESTORED || result->backup[i] == BACKUP_REMOVED);
-	}
-	fsync_directories(states, plan->file_count, &ignored);
-	return all;
-}
-
-static int run_validate(const struct deploy_plan *plan, struct file_state *states, struct error *err)
-{
-	char assignments[DEPLOY_MAX_FILES][PATH_MAX + 40];
-	const char *list[DEPLOY_MAX_FILES + 1];
-	struct command_env env = { list };
-
-	for (size_t i = 0; i < plan->file_count; i++) {
-		snprintf(assignments[i], sizeof(assignments[i]), "%s=%s",
-			 deploy_file_new_path_variable(plan->files[i].role), states[i].temp);
-		list[i] = assignments[i];
-	}
-	list[plan->file_count] = NULL;
-	return run_command(plan->validate_argv, &env, err);
-}
-
-/* The reload failed and the files are new: restore, reload again, and say how it ended. */
-static int roll_back(const struct deploy_plan *plan, struct file_state *states,
-		     struct deploy_result *result, const char *reload_error, struct error *err)
-{
-	char reasons[ERROR_MESSAGE_MAX] = "";
-	struct error again = { 0, "" };
-
-	if (!restore_files(plan, states, plan->file_count, result, reasons, sizeof(reasons))) {
-		result->manual_action_required = true;
-		return deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
-			      "reload command failed (%s) and restoring the previous files failed (%s): manual action required",
-			      reload_error, reasons);
-	}
-	if (run_command(plan->reload_argv, NULL, &again) != 0) {
-		result->daemon_state_unknown = true;
-		return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
-			      "reload command failed; rolled back to pre-deploy state, but the reload after the rollback failed too (%s); first failure: %s",
-			      again.message, reload_error);
-	}
-	return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
-		      "reload command failed; rolled back to pre-deploy state: %s", reload_error);
-}
-
-int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, struct error *err)
-{
+/* One local deploy in progress: the applier's context. */
+struct local_apply {
+	const struct deploy_plan *plan;
 	struct file_state states[DEPLOY_MAX_FILES];
-	size_t order[DEPLOY_MAX_FILES], count = plan->file_count, renamed = 0;
-	struct error step = { 0, "" };
-	long long stamp;
-	bool all_same = true;
-	int code = 0;
+};
 
-	deploy_result_init(result);
-	memset(states, 0, sizeof(states));
-	for (size_t i = 0; i < DEPLOY_MAX_FILES; i++)
-		states[i].lock_fd = -1;
-	if (count == 0)
-		return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_CONFIG, err, "%s: the plan has no files",
-			      plan->target_id);
+static int local_lock_and_compare(void *context, bool *all_same, struct error *err)
+{
+	struct local_apply *local = context;
+	const struct deploy_plan *plan = local->plan;
+	size_t order[DEPLOY_MAX_FILES], count = plan->file_count;
+
 	for (size_t i = 0; i < count; i++) {
-		if ((code = split_path(plan->files[i].path, &states[i], &step)) != 0)
-			goto failed_unchanged;
+		if (split_path(plan->files[i].path, &local->states[i], err) != 0)
+			return err->code;
 		order[i] = i;
 	}
 	/* Lock in path order, so two deploys sharing files cannot deadlock. */
@@ -509,115 +403,210 @@ int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, s
 			order[j - 1] = swap;
 		}
 	for (size_t i = 0; i < count; i++)
-		if ((code = lock_destination(&plan->files[order[i]], &states[order[i]], &step)) != 0)
-			goto failed_unchanged;
+		if (lock_destination(&plan->files[order[i]], &local->states[order[i]], err) != 0)
+			return err->code;
+	*all_same = true;
 	for (size_t i = 0; i < count; i++) {
-		remove_leftover_temps(&states[i]);
-		all_same = all_same && holds_bytes(plan->files[i].path, plan->files[i].bytes,
-						   plan->files[i].length, plan->files[i].secret);
+		remove_leftover_temps(&local->states[i]);
+		*all_same = *all_same && holds_bytes(plan->files[i].path, plan->files[i].bytes,
+						     plan->files[i].length, plan->files[i].secret);
 	}
-	if (all_same) {
-		deploy_result_finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
-		goto out;
-	}
-	for (size_t i = 0; i < count; i++)
-		if ((code = resolve_ownership(&plan->files[i], &states[i], &step)) != 0)
-			goto failed_unchanged;
-	if (signals_stop_requested()) {
-		code = error_set(&step, EXIT_TEMPORARY, "interrupted before writing; nothing changed");
-		goto failed_unchanged;
-	}
+	return 0;
+}
 
-	for (size_t i = 0; i < count; i++) {
-		const struct deploy_file *file = &plan->files[i];
+static int local_settle_ownership(void *context, struct error *err)
+{
+	struct local_apply *local = context;
+
+	for (size_t i = 0; i < local->plan->file_count; i++)
+		if (resolve_ownership(&local->plan->files[i], &local->states[i], err) != 0)
+			return err->code;
+	return 0;
+}
+
+static int local_stage(void *context, struct error *err)
+{
+	struct local_apply *local = context;
+
+	for (size_t i = 0; i < local->plan->file_count; i++) {
+		const struct deploy_file *file = &local->plan->files[i];
+		struct file_state *state = &local->states[i];
 		const char *what;
-		make_temp_name(&states[i], states[i].temp, sizeof(states[i].temp));
-		if (write_temp(states[i].temp, file->bytes, file->length, states[i].uid, states[i].gid,
-			       states[i].mode, &what) != 0) {
-			code = error_set(&step, EXIT_CANT_CREATE, "%s: temp file %s: %s: %s; nothing changed",
-					 file->path, states[i].temp, what, strerror(errno));
-			states[i].temp[0] = '\0';
-			goto failed_unchanged;
+
+		make_temp_name(state, state->temp, sizeof(state->temp));
+		if (write_temp(state->temp, file->bytes, file->length, state->uid, state->gid, state->mode, &what) != 0) {
+			error_set(err, EXIT_CANT_CREATE, "%s: temp file %s: %s: %s; nothing changed",
+				  file->path, state->temp, what, strerror(errno));
+			state->temp[0] = '\0';
+			return err->code;
 		}
 	}
-	if ((code = fsync_directories(states, count, &step)) != 0)
-		goto failed_unchanged;
+	return fsync_directories(local->states, local->plan->file_count, err);
+}
 
-	if (run_validate(plan, states, &step) != 0) {
-		code = error_prefix(&step, "validate command failed; nothing changed");
-		goto failed_unchanged;
-	}
-	if (signals_stop_requested()) {
-		code = error_set(&step, EXIT_TEMPORARY, "interrupted before installing; nothing changed");
-		goto failed_unchanged;
-	}
+static int local_validate(void *context, struct error *err)
+{
+	struct local_apply *local = context;
+	char assignments[DEPLOY_MAX_FILES][PATH_MAX + 40];
+	const char *list[DEPLOY_MAX_FILES + 1];
+	struct command_env env = { list };
 
-	stamp = now_nanoseconds();
-	for (size_t i = 0; i < count && plan->backup_retention != BACKUPS_DISABLED; i++) {
-		if (!states[i].existed)
+	for (size_t i = 0; i < local->plan->file_count; i++) {
+		snprintf(assignments[i], sizeof(assignments[i]), "%s=%s",
+			 deploy_file_new_path_variable(local->plan->files[i].role), local->states[i].temp);
+		list[i] = assignments[i];
+	}
+	list[local->plan->file_count] = NULL;
+	return run_command(local->plan->validate_argv, &env, err);
+}
+
+/* "<path>.certctl-bak.<ns>" beside each existing destination, one stamp for the whole deploy. */
+static int local_back_up(void *context, struct error *err)
+{
+	struct local_apply *local = context;
+	const struct deploy_plan *plan = local->plan;
+	long long stamp = now_nanoseconds();
+
+	for (size_t i = 0; i < plan->file_count && plan->backup_retention != BACKUPS_DISABLED; i++) {
+		struct file_state *state = &local->states[i];
+
+		if (!state->existed)
 			continue;
 		for (int tries = 0; tries < 1000; tries++) {
-			snprintf(states[i].backup, sizeof(states[i].backup), "%s" ATOMIC_BACKUP_INFIX "%019lld",
+			snprintf(state->backup, sizeof(state->backup), "%s" ATOMIC_BACKUP_INFIX "%019lld",
 				 plan->files[i].path, stamp + tries);
-			if (snapshot(plan->files[i].path, states[i].backup) == 0 || errno != EEXIST)
+			if (snapshot(plan->files[i].path, state->backup) == 0 || errno != EEXIST)
 				break;
 		}
-		if (access(states[i].backup, F_OK) != 0) {
-			code = error_set(&step, EXIT_CANT_CREATE, "%s: cannot back up to %s: %s; nothing changed",
-					 plan->files[i].path, states[i].backup, strerror(errno));
-			states[i].backup[0] = '\0';
+		if (access(state->backup, F_OK) != 0) {
+			error_set(err, EXIT_CANT_CREATE, "%s: cannot back up to %s: %s; nothing changed",
+				  plan->files[i].path, state->backup, strerror(errno));
+			state->backup[0] = '\0';
 			for (size_t j = 0; j < i; j++)
-				if (states[j].backup[0] != '\0')
-					unlink(states[j].backup);
-			goto failed_unchanged;
+				if (local->states[j].backup[0] != '\0')
+					unlink(local->states[j].backup);
+			return err->code;
 		}
 	}
+	return 0;
+}
 
-	for (renamed = 0; renamed < count; renamed++) {
-		if (rename(states[renamed].temp, plan->files[renamed].path) != 0) {
-			char reasons[ERROR_MESSAGE_MAX] = "";
-			int saved = errno;
-			remove_temps(states, count);
-			if (!restore_files(plan, states, renamed, result, reasons, sizeof(reasons))) {
-				result->manual_action_required = true;
-				code = deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
-					      "cannot install %s (%s) and restoring the files already installed failed (%s): manual action required",
-					      plan->files[renamed].path, strerror(saved), reasons);
-				goto out;
-			}
-			code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
-				      "cannot install %s: %s; rolled back to pre-deploy state",
-				      plan->files[renamed].path, strerror(saved));
-			goto out_prune;
+static int local_install(void *context, size_t i, struct error *err)
+{
+	struct local_apply *local = context;
+
+	if (rename(local->states[i].temp, local->plan->files[i].path) != 0)
+		return error_set(err, EXIT_CANT_CREATE, "%s", strerror(errno));
+	local->states[i].temp[0] = '\0';
+	return 0;
+}
+
+static void local_sync(void *context)
+{
+	struct local_apply *local = context;
+	struct error ignored;
+
+	fsync_directories(local->states, local->plan->file_count, &ignored);
+}
+
+static void local_describe(void *context, size_t i, bool *existed, bool *backed_up)
+{
+	struct local_apply *local = context;
+
+	*existed = local->states[i].existed;
+	*backed_up = local->states[i].backup[0] != '\0';
+}
+
+static void local_remove_temps(void *context)
+{
+	struct local_apply *local = context;
+
+	for (size_t i = 0; i < local->plan->file_count; i++)
+		if (local->states[i].temp[0] != '\0') {
+			unlink(local->states[i].temp);
+			local->states[i].temp[0] = '\0';
 		}
-		states[renamed].renamed = true;
-		states[renamed].temp[0] = '\0';
-		result->backup[renamed] = states[renamed].backup[0] != '\0' ? BACKUP_SNAPSHOTTED
-					  : states[renamed].existed ? BACKUP_NOT_APPLICABLE
-					  : BACKUP_NO_PRE_EXISTING;
-	}
-	fsync_directories(states, count, &step);
+}
 
-	if (run_command(plan->reload_argv, NULL, &step) != 0) {
-		code = roll_back(plan, states, result, step.message, err);
-		if (code == EXIT_MANUAL_ACTION)
-			goto out;
-		goto out_prune;
-	}
-	code = deploy_result_finish(result, DEPLOY_OUTCOME_COMPLETED, 0, err, NULL);
-out_prune:
-	for (size_t i = 0; i < count && plan->backup_retention != BACKUPS_DISABLED; i++)
-		prune_backups(&states[i], plan->backup_retention);
-	goto out;
+/*
+ * Puts file i back as it was before the deploy: the backup is linked to a
+ * temp name and renamed over the destination; a file that did not exist is
+ * removed.
+ */
+static enum backup_status local_restore(void *context, size_t i, char *why, size_t why_size)
+{
+	struct local_apply *local = context;
+	const char *path = local->plan->files[i].path;
+	struct file_state *state = &local->states[i];
+	char temp[PATH_MAX];
 
-failed_unchanged:
-	remove_temps(states, count);
-	for (size_t i = 0; i < count; i++)
-		result->backup[i] = BACKUP_NOT_APPLICABLE;
-	code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
-out:
-	for (size_t i = 0; i < count; i++)
-		if (states[i].lock_fd >= 0)
-			close(states[i].lock_fd);
+	if (!state->existed) {
+		if (unlink(path) == 0 || errno == ENOENT)
+			return BACKUP_REMOVED;
+		snprintf(why, why_size, "remove: %s", strerror(errno));
+		return BACKUP_REMOVE_FAILED;
+	}
+	if (state->backup[0] == '\0') {
+		snprintf(why, why_size, "no backup (backup_retention -1)");
+		return BACKUP_RESTORE_FAILED;
+	}
+	make_temp_name(state, temp, sizeof(temp));
+	if (snapshot(state->backup, temp) != 0) {
+		snprintf(why, why_size, "cannot read backup %s: %s", state->backup, strerror(errno));
+		return BACKUP_RESTORE_FAILED;
+	}
+	if (rename(temp, path) != 0) {
+		snprintf(why, why_size, "rename: %s", strerror(errno));
+		unlink(temp);
+		return BACKUP_RESTORE_FAILED;
+	}
+	return BACKUP_RESTORED;
+}
+
+static int local_reload(void *context, struct error *err)
+{
+	struct local_apply *local = context;
+
+	return run_command(local->plan->reload_argv, NULL, err);
+}
+
+static void local_prune_backups(void *context)
+{
+	struct local_apply *local = context;
+
+	for (size_t i = 0; i < local->plan->file_count && local->plan->backup_retention != BACKUPS_DISABLED; i++)
+		prune_backups(&local->states[i], local->plan->backup_retention);
+}
+
+static const struct applier_ops local_ops = {
+	.lock_and_compare = local_lock_and_compare,
+	.settle_ownership = local_settle_ownership,
+	.stage = local_stage,
+	.validate = local_validate,
+	.back_up = local_back_up,
+	.install = local_install,
+	.sync = local_sync,
+	.describe = local_describe,
+	.remove_temps = local_remove_temps,
+	.restore = local_restore,
+	.reload = local_reload,
+	.prune_backups = local_prune_backups,
+};
+
+int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, struct error *err)
+{
+	struct local_apply local;
+	struct applier applier = { &local_ops, &local, "", false };
+	int code;
+
+	deploy_result_init(result);
+	memset(&local, 0, sizeof(local));
+	local.plan = plan;
+	for (size_t i = 0; i < DEPLOY_MAX_FILES; i++)
+		local.states[i].lock_fd = -1;
+	code = applier_run(&applier, plan, result, err);
+	for (size_t i = 0; i < DEPLOY_MAX_FILES; i++)
+		if (local.states[i].lock_fd >= 0)
+			close(local.states[i].lock_fd);
 	return code;
 }

@@ -1,7 +1,8 @@
 /*
  * The atomic install primitive for local file targets (CONTRACT "The atomic
  * primitive"): lock, skip identical bytes, temp + fsync, validate, back up,
- * rename, reload, and restore + reload again when the reload fails.
+ * rename, reload, and restore + reload again when the reload fails. The
+ * algorithm is applier_run()'s (applier.h); this file is the local file system.
  */
 #ifndef CERTCTL_ATOMIC_H
 #define CERTCTL_ATOMIC_H
@@ -11,12 +12,9 @@
 #include "deployplan.h"
 #include "error.h"
 
-#define ATOMIC_TEMP_INFIX ".certctl-tmp."
 #define ATOMIC_BACKUP_INFIX ".certctl-bak."
 /* Lock file beside each destination: ".<name>.certctl-lock", kept for good. */
 #define ATOMIC_LOCK_SUFFIX ".certctl-lock"
-
-/* A validate command finds the new files' temp paths in deploy_file_new_path_variable(). */
 
 /*
  * Applies plan to the local filesystem and fills result (outcome, backup
@@ -25,7 +23,8 @@
  * changed, or rolled back); EXIT_MANUAL_ACTION (restore failed); EXIT_CONFIG
  * (unknown owner/group); EXIT_CANT_CREATE (a temp file could not be written;
  * nothing changed); EXIT_TEMPORARY (SIGINT/SIGTERM before anything changed).
- * err carries the same message as result->error.
+ * err carries the same message as result->error. The validate command finds
+ * each new file's temp path in the variable deploy_file_new_path_variable() names.
  */
 int atomic_apply(const struct deploy_plan *plan, struct deploy_result *result, struct error *err);
 

@@ -445,7 +445,7 @@ static int process_job(struct run *run, json_object *line, long line_number)
 		return EXIT_DATA;
 	}
 	job.claim.attempts = (int)attempts;
-	snprintf(offline_after, sizeof(offline_after), "%d", DEPLOY_OFFLINE_AFTER_SECONDS);
+	snprintf(offline_after, sizeof(offline_after), "%ld", STALE_AFTER_SECONDS);
 	params[0] = job.id;
 	params[1] = offline_after;
 	if ((row = db_query(run->conn, load_job_sql, 2, params, &err)) == NULL) {

@@ -7,10 +7,10 @@
 
 #include <libpq-fe.h>
 
+#include "agents.h"
 #include "error.h"
 
-/* An agent silent for longer than this is offline and gets no deploy (CONTRACT step 2). */
-#define DEPLOY_OFFLINE_AFTER_SECONDS 300
+/* An agent silent for longer than agents.h's STALE_AFTER_SECONDS is offline and gets no deploy. */
 /* The probe retries while the served leaf is still the old one (reloads are asynchronous). */
 #define VERIFY_ATTEMPTS 10
 #define VERIFY_RETRY_MILLISECONDS 300

@@ -242,6 +242,8 @@ int deploy_plan_build(const char *target_id, const char *type, json_object *conf
 	plan->target_id = strdup(target_id);
 	plan->target_type = strdup(type ? type : "");
 	plan->backup_retention = DEFAULT_BACKUP_RETENTION;
+	if (plan->target_id == NULL || plan->target_type == NULL)
+		return error_set(err, EXIT_INTERNAL, "out of memory");
 	if (defaults == NULL)
 		return error_set(err, EXIT_CONFIG, "%s: unknown target type '%s'", target_id, type ? type : "");
 	if (config == NULL || !json_object_is_type(config, json_type_object))
@@ -278,10 +280,9 @@ int deploy_plan_build(const char *target_id, const char *type, json_object *conf
 					 target_id);
 		plan->backup_retention = (int)keep;
 	}
-	if (endpoint != NULL)
-		plan->verify_endpoint = strdup(endpoint);
-	if (sni != NULL)
-		plan->verify_sni = strdup(sni);
+	if ((endpoint != NULL && (plan->verify_endpoint = strdup(endpoint)) == NULL) ||
+	    (sni != NULL && (plan->verify_sni = strdup(sni)) == NULL))
+		return error_set(err, EXIT_INTERNAL, "out of memory");
 
 	if (cert_path != NULL) {
 		bytes = join_pem(&length, material->cert_pem, chain_path ? NULL : material->chain_pem, NULL, 0);

@@ -16,17 +16,20 @@ static void flatten_to_one_line(char *text)
 			*p = ' ';
 }
 
+/* Formats into a local buffer first: an argument may be err->message itself. */
 int error_set(struct error *err, int code, const char *fmt, ...)
 {
+	char message[ERROR_MESSAGE_MAX];
 	va_list args;
 
 	if (err == NULL)
 		return code;
-	err->code = code;
 	va_start(args, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, args);
+	vsnprintf(message, sizeof(message), fmt, args);
 	va_end(args);
-	flatten_to_one_line(err->message);
+	flatten_to_one_line(message);
+	err->code = code;
+	memcpy(err->message, message, sizeof(err->message));
 	return code;
 }
 

@@ -11,7 +11,8 @@ struct error {
 	char message[ERROR_MESSAGE_MAX]; /* "what: why", one line, no prefix */
 };
 
-/* Sets err (may be NULL) and returns code, so callers can `return error_set(...)`. */
+/* Sets err (may be NULL) and returns code, so callers can `return error_set(...)`;
+ * err->message may be one of the arguments. */
 int error_set(struct error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -1,4 +1,4 @@
-/* The job queue: claiming, reaping, and the one fenced way to finish a job. */
+/* The one fenced way to finish a job, and the job-line printer; claiming and reaping live in claim.h. */
 #ifndef CERTCTL_JOBS_H
 #define CERTCTL_JOBS_H
 

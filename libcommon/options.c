@@ -59,7 +59,7 @@ int common_option(int option, const char *argument, struct common_options *optio
 	}
 }
 
-int parse_seconds(const char *text, long *value)
+int parse_non_negative_long(const char *text, long *value)
 {
 	char *end;
 

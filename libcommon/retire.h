@@ -25,8 +25,9 @@ int retire_refuse_sentinel(const char *agent_id, struct error *err);
  * Steps 2-8 in one transaction that holds the agent row FOR UPDATE; prints
  * the result line (or the already_retired or blocked line) on output.
  * Returns 0, EXIT_NOT_FOUND, EXIT_BLOCKED, EXIT_FORBIDDEN or a database
- * error code. The audit events are written after the commit; their failure
- * is logged and does not change the result.
+ * error code. The audit events are written inside the transaction, behind
+ * a savepoint: they commit with the retirement, and their failure rolls
+ * back only to the savepoint, is logged and does not change the result.
  */
 int retire_agent(PGconn *conn, const struct retire_request *request, FILE *output,
 		 struct error *err);

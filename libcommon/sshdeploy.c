@@ -14,12 +14,12 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "applier.h"
 #include "exitcode.h"
 #include "signals.h"
 #include "sshdeploy.h"
 #include "sshsession.h"
 
-#define SSH_TEMP_INFIX ".certctl-tmp."
 #define SNAPSHOT_MAX_BYTES (16 * 1024 * 1024)
 #define PERMISSION_BITS 07777
 
@@ -50,7 +50,7 @@ static char *temp_path_for(const char *path)
 
 	if (slash == NULL || RAND_bytes(random_bytes, sizeof(random_bytes)) != 1)
 		return NULL;
-	if (asprintf(&temp, "%.*s/.%s" SSH_TEMP_INFIX "%ld-%02x%02x%02x%02x%02x%02x",
+	if (asprintf(&temp, "%.*s/.%s" TEMP_FILE_INFIX "%ld-%02x%02x%02x%02x%02x%02x",
 		     (int)(slash - path), path, slash + 1, (long)getpid(),
 		     random_bytes[0], random_bytes[1], random_bytes[2],
 		     random_bytes[3], random_bytes[4], random_bytes[5]) < 0)
@@ -259,91 +259,6 @@ static int rename_remote(struct ssh_connection *connection, const char *temp, co
 	return code;
 }
 
-static void remove_temps(struct ssh_connection *connection, struct remote_file *states, size_t count)
-{
-	for (size_t i = 0; i < count; i++) {
-		if (states[i].temp == NULL)
-			continue;
-		libssh2_sftp_unlink_ex(connection->sftp, states[i].temp, (unsigned int)strlen(states[i].temp));
-		free(states[i].temp);
-		states[i].temp = NULL;
-	}
-}
-
-static void append_reason(char *reasons, size_t size, const char *path, const char *why)
-{
-	size_t used = strlen(reasons);
-
-	snprintf(reasons + used, size - used, "%s%s: %s", used ? "; " : "", path, why);
-}
-
-/* Puts the first count files back as the snapshot has them; false if any could not be. */
-static bool restore_files(struct ssh_connection *connection, const struct deploy_plan *plan,
-			  struct remote_file *states, size_t count, struct deploy_result *result,
-			  char *reasons, size_t size)
-{
-	bool all_restored = true;
-
-	for (size_t i = 0; i < count; i++) {
-		const char *path = plan->files[i].path;
-		struct error step = { 0, "" };
-		char *temp;
-
-		if (!states[i].existed) {
-			if (libssh2_sftp_unlink_ex(connection->sftp, path, (unsigned int)strlen(path)) == 0 ||
-			    sftp_status_is(connection, LIBSSH2_FX_NO_SUCH_FILE)) {
-				result->backup[i] = BACKUP_REMOVED;
-			} else {
-				result->backup[i] = BACKUP_REMOVE_FAILED;
-				append_reason(reasons, size, path, ssh_sftp_error_text(connection));
-				all_restored = false;
-			}
-			continue;
-		}
-		if ((temp = temp_path_for(path)) == NULL) {
-			error_set(&step, EXIT_INTERNAL, "out of memory");
-		} else if (write_remote_temp(connection, temp, states[i].original, states[i].original_length,
-					     states[i].original_mode, states[i].has_owner, states[i].uid,
-					     states[i].gid, &step) == 0 &&
-			   rename_remote(connection, temp, path, &step) != 0) {
-			libssh2_sftp_unlink_ex(connection->sftp, temp, (unsigned int)strlen(temp));
-		}
-		free(temp);
-		if (step.code == 0) {
-			result->backup[i] = BACKUP_RESTORED;
-		} else {
-			result->backup[i] = BACKUP_RESTORE_FAILED;
-			append_reason(reasons, size, path, step.message);
-			all_restored = false;
-		}
-	}
-	return all_restored;
-}
-
-/* The reload failed and the new files are in place: restore, reload again, say how it ended. */
-static int roll_back(struct ssh_connection *connection, const struct deploy_plan *plan,
-		     struct remote_file *states, struct deploy_result *result, const char *reload_error,
-		     struct error *err)
-{
-	char reasons[ERROR_MESSAGE_MAX] = "";
-	struct error again = { 0, "" };
-
-	if (!restore_files(connection, plan, states, plan->file_count, result, reasons, sizeof(reasons))) {
-		result->manual_action_required = true;
-		return deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
-			      "%s: reload command failed (%s) and restoring the previous files failed (%s): manual action required",
-			      connection->label, reload_error, reasons);
-	}
-	if (ssh_run_argv(connection, plan->reload_argv, &again) != 0) {
-		result->daemon_state_unknown = true;
-		return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
-			      "%s: reload command failed; rolled back to pre-deploy state, but the reload after the rollback failed too (%s); first failure: %s",
-			      connection->label, again.message, reload_error);
-	}
-	return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
-		      "%s: reload command failed; rolled back to pre-deploy state: %s", connection->label, reload_error);
-}
-
 /* "VAR='temp' … 'argv0' 'argv1'": the validate command sees where the new bytes wait. */
 static char *validate_command_line(const struct deploy_plan *plan, struct remote_file *states)
 {
@@ -362,19 +277,30 @@ static char *validate_command_line(const struct deploy_plan *plan, struct remote
 	return command;
 }
 
-static int run_validate(struct ssh_connection *connection, const struct deploy_plan *plan,
-			struct remote_file *states, struct error *err)
-{
-	char *command;
-	int code;
+/* One ssh deploy in progress: the applier's context. */
+struct remote_apply {
+	const struct deploy_plan *plan;
+	struct ssh_options *options;
+	struct ssh_connection connection;
+	char label_prefix[sizeof(((struct ssh_connection *)0)->label) + 2]; /* "user@host:port: " */
+	struct remote_file states[DEPLOY_MAX_FILES];
+};
 
-	if (plan->validate_argv == NULL)
-		return 0;
-	if ((command = validate_command_line(plan, states)) == NULL)
-		return error_set(err, EXIT_INTERNAL, "out of memory");
-	code = ssh_run_command(connection, command, err);
-	free(command);
-	return code;
+static int remote_lock_and_compare(void *context, bool *all_same, struct error *err)
+{
+	struct remote_apply *remote = context;
+	const struct deploy_plan *plan = remote->plan;
+
+	if (ssh_connect(remote->options, &remote->connection, err) != 0)
+		return err->code;
+	snprintf(remote->label_prefix, sizeof(remote->label_prefix), "%s: ", remote->connection.label);
+	*all_same = true;
+	for (size_t i = 0; i < plan->file_count; i++) {
+		if (take_snapshot(&remote->connection, &plan->files[i], &remote->states[i], err) != 0)
+			return err->code;
+		*all_same = *all_same && holds_plan_bytes(&plan->files[i], &remote->states[i]);
+	}
+	return 0;
 }
 
 static void appended_nothing_changed(struct error *err)
@@ -384,131 +310,162 @@ static void appended_nothing_changed(struct error *err)
 	snprintf(err->message + used, sizeof(err->message) - used, "; nothing changed");
 }
 
-static void free_states(struct remote_file *states, size_t count)
+static int remote_stage(void *context, struct error *err)
 {
-	for (size_t i = 0; i < count; i++) {
-		if (states[i].original != NULL) {
-			OPENSSL_cleanse(states[i].original, states[i].original_length);
-			free(states[i].original);
+	struct remote_apply *remote = context;
+
+	for (size_t i = 0; i < remote->plan->file_count; i++) {
+		const struct deploy_file *file = &remote->plan->files[i];
+		struct remote_file *state = &remote->states[i];
+
+		if ((state->temp = temp_path_for(file->path)) == NULL)
+			return error_set(err, EXIT_INTERNAL, "out of memory");
+		/* An explicit owner/group wins over the existing file's; chown sets it below. */
+		if (write_remote_temp(&remote->connection, state->temp, file->bytes, file->length, state->mode,
+				      state->has_owner && file->owner == NULL && file->group == NULL,
+				      state->uid, state->gid, err) != 0) {
+			free(state->temp);
+			state->temp = NULL;
+			error_prefix(err, "%s", file->path);
+			appended_nothing_changed(err);
+			return err->code;
 		}
-		free(states[i].temp);
+		if (apply_explicit_owner(&remote->connection, file, state->temp, err) != 0) {
+			err->code = EXIT_CANT_CREATE;
+			appended_nothing_changed(err);
+			return err->code;
+		}
+	}
+	return 0;
+}
+
+static int remote_validate(void *context, struct error *err)
+{
+	struct remote_apply *remote = context;
+	char *command;
+	int code;
+
+	if (remote->plan->validate_argv == NULL)
+		return 0;
+	if ((command = validate_command_line(remote->plan, remote->states)) == NULL)
+		return error_set(err, EXIT_INTERNAL, "out of memory");
+	code = ssh_run_command(&remote->connection, command, err);
+	free(command);
+	return code;
+}
+
+static int remote_install(void *context, size_t i, struct error *err)
+{
+	struct remote_apply *remote = context;
+
+	if (rename_remote(&remote->connection, remote->states[i].temp, remote->plan->files[i].path, err) != 0)
+		return err->code;
+	free(remote->states[i].temp);
+	remote->states[i].temp = NULL;
+	return 0;
+}
+
+/* The snapshot in memory is the backup of every file that existed. */
+static void remote_describe(void *context, size_t i, bool *existed, bool *backed_up)
+{
+	struct remote_apply *remote = context;
+
+	*existed = *backed_up = remote->states[i].existed;
+}
+
+static void remote_remove_temps(void *context)
+{
+	struct remote_apply *remote = context;
+
+	for (size_t i = 0; i < remote->plan->file_count; i++) {
+		struct remote_file *state = &remote->states[i];
+
+		if (state->temp == NULL)
+			continue;
+		libssh2_sftp_unlink_ex(remote->connection.sftp, state->temp, (unsigned int)strlen(state->temp));
+		free(state->temp);
+		state->temp = NULL;
 	}
 }
+
+/* Puts file i back as the snapshot has it, through a temp file and a rename; removes a new file. */
+static enum backup_status remote_restore(void *context, size_t i, char *why, size_t why_size)
+{
+	struct remote_apply *remote = context;
+	struct ssh_connection *connection = &remote->connection;
+	const struct remote_file *state = &remote->states[i];
+	const char *path = remote->plan->files[i].path;
+	struct error step = { 0, "" };
+	char *temp;
+
+	if (!state->existed) {
+		if (libssh2_sftp_unlink_ex(connection->sftp, path, (unsigned int)strlen(path)) == 0 ||
+		    sftp_status_is(connection, LIBSSH2_FX_NO_SUCH_FILE))
+			return BACKUP_REMOVED;
+		snprintf(why, why_size, "%s", ssh_sftp_error_text(connection));
+		return BACKUP_REMOVE_FAILED;
+	}
+	if ((temp = temp_path_for(path)) == NULL) {
+		error_set(&step, EXIT_INTERNAL, "out of memory");
+	} else if (write_remote_temp(connection, temp, state->original, state->original_length,
+				     state->original_mode, state->has_owner, state->uid, state->gid, &step) == 0 &&
+		   rename_remote(connection, temp, path, &step) != 0) {
+		libssh2_sftp_unlink_ex(connection->sftp, temp, (unsigned int)strlen(temp));
+	}
+	free(temp);
+	if (step.code == 0)
+		return BACKUP_RESTORED;
+	snprintf(why, why_size, "%s", step.message);
+	return BACKUP_RESTORE_FAILED;
+}
+
+static int remote_reload(void *context, struct error *err)
+{
+	struct remote_apply *remote = context;
+
+	if (remote->plan->reload_argv == NULL)
+		return 0;
+	return ssh_run_argv(&remote->connection, remote->plan->reload_argv, err);
+}
+
+static const struct applier_ops remote_ops = {
+	.lock_and_compare = remote_lock_and_compare,
+	.stage = remote_stage,
+	.validate = remote_validate,
+	.install = remote_install,
+	.describe = remote_describe,
+	.remove_temps = remote_remove_temps,
+	.restore = remote_restore,
+	.reload = remote_reload,
+};
 
 int ssh_apply(const struct deploy_plan *plan, json_object *config,
 	      struct deploy_result *result, struct error *err)
 {
 	struct ssh_options options;
-	struct ssh_connection connection;
-	struct remote_file states[DEPLOY_MAX_FILES];
+	struct remote_apply remote;
+	/* mv's outcome is unknown when its channel broke: a failed install is restored too. */
+	struct applier applier = { &remote_ops, &remote, remote.label_prefix, true };
 	struct error step = { 0, "" };
-	size_t count = plan->file_count, renamed;
-	bool all_same = true;
 	int code;
 
 	deploy_result_init(result);
-	memset(states, 0, sizeof(states));
-	memset(&connection, 0, sizeof(connection));
-	connection.socket = -1;
-	if ((code = ssh_options_parse(plan->target_id, config, &options, &step)) != 0) {
+	memset(&remote, 0, sizeof(remote));
+	remote.plan = plan;
+	remote.options = &options;
+	remote.connection.socket = -1;
+	if ((code = ssh_options_parse(plan->target_id, config, &options, &step)) != 0)
 		deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
-		goto out;
-	}
-	if (count == 0) {
-		code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_CONFIG, err, "%s: the plan has no files",
-			      plan->target_id);
-		goto out;
-	}
-	if ((code = ssh_connect(&options, &connection, &step)) != 0) {
-		deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
-		goto out;
-	}
-
-	for (size_t i = 0; i < count; i++) {
-		if ((code = take_snapshot(&connection, &plan->files[i], &states[i], &step)) != 0)
-			goto failed_unchanged;
-		all_same = all_same && holds_plan_bytes(&plan->files[i], &states[i]);
-	}
-	if (all_same) {
-		for (size_t i = 0; i < count; i++)
-			result->backup[i] = BACKUP_SNAPSHOTTED;
-		code = deploy_result_finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
-		goto out;
-	}
-	if (signals_stop_requested()) {
-		code = error_set(&step, EXIT_TEMPORARY, "interrupted before writing; nothing changed");
-		goto failed_unchanged;
-	}
-
-	for (size_t i = 0; i < count; i++) {
-		const struct deploy_file *file = &plan->files[i];
-		if ((states[i].temp = temp_path_for(file->path)) == NULL) {
-			code = error_set(&step, EXIT_INTERNAL, "out of memory");
-			goto failed_unchanged;
+	else
+		code = applier_run(&applier, plan, result, err);
+	for (size_t i = 0; i < DEPLOY_MAX_FILES; i++) {
+		if (remote.states[i].original != NULL) {
+			OPENSSL_cleanse(remote.states[i].original, remote.states[i].original_length);
+			free(remote.states[i].original);
 		}
-		/* An explicit owner/group wins over the existing file's; chown sets it below. */
-		if ((code = write_remote_temp(&connection, states[i].temp, file->bytes, file->length, states[i].mode,
-					      states[i].has_owner && file->owner == NULL && file->group == NULL,
-					      states[i].uid, states[i].gid, &step)) != 0) {
-			free(states[i].temp);
-			states[i].temp = NULL;
-			error_prefix(&step, "%s", file->path);
-			appended_nothing_changed(&step);
-			goto failed_unchanged;
-		}
-		if (apply_explicit_owner(&connection, file, states[i].temp, &step) != 0) {
-			code = step.code = EXIT_CANT_CREATE;
-			appended_nothing_changed(&step);
-			goto failed_unchanged;
-		}
+		free(remote.states[i].temp);
 	}
-
-	if (run_validate(&connection, plan, states, &step) != 0) {
-		code = error_prefix(&step, "validate command failed; nothing changed");
-		goto failed_unchanged;
-	}
-	if (signals_stop_requested()) {
-		code = error_set(&step, EXIT_TEMPORARY, "interrupted before installing; nothing changed");
-		goto failed_unchanged;
-	}
-
-	for (renamed = 0; renamed < count; renamed++) {
-		if (rename_remote(&connection, states[renamed].temp, plan->files[renamed].path, &step) != 0) {
-			char reasons[ERROR_MESSAGE_MAX] = "";
-			remove_temps(&connection, states, count);
-			/* mv's outcome is unknown when its channel broke: restore this file too. */
-			if (!restore_files(&connection, plan, states, renamed + 1, result, reasons, sizeof(reasons))) {
-				result->manual_action_required = true;
-				code = deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
-					      "cannot install %s (%s) and restoring the files already installed failed (%s): manual action required",
-					      plan->files[renamed].path, step.message, reasons);
-				goto out;
-			}
-			code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
-				      "cannot install %s: %s; rolled back to pre-deploy state",
-				      plan->files[renamed].path, step.message);
-			goto out;
-		}
-		free(states[renamed].temp);
-		states[renamed].temp = NULL;
-		result->backup[renamed] = states[renamed].existed ? BACKUP_SNAPSHOTTED : BACKUP_NO_PRE_EXISTING;
-	}
-
-	if (plan->reload_argv != NULL && ssh_run_argv(&connection, plan->reload_argv, &step) != 0) {
-		code = roll_back(&connection, plan, states, result, step.message, err);
-		goto out;
-	}
-	code = deploy_result_finish(result, DEPLOY_OUTCOME_COMPLETED, 0, err, NULL);
-	goto out;
-
-failed_unchanged:
-	remove_temps(&connection, states, count);
-	for (size_t i = 0; i < count; i++)
-		result->backup[i] = BACKUP_NOT_APPLICABLE;
-	code = deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
-out:
-	free_states(states, count);
-	ssh_disconnect(&connection);
+	ssh_disconnect(&remote.connection);
 	ssh_options_free(&options);
 	return code;
 }

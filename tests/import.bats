@@ -298,6 +298,15 @@ certificate mc-blog inserted" "$(jq -r '"\(.kind) \(.id) \(.action)"' <<<"$outpu
 	expect_equal 0 "$(versions)" "versions"
 }
 
+@test "import version: a sealing key file that cannot be read is named once, on one clean line" {
+	CERTCTL_KEY_FILE=/nonexistent/dir/sealing.key run --separate-stderr \
+		certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key" < /dev/null
+	expect_status 78
+	expect_one_line_error certctl-import
+	expect_equal "certctl-import: key file /nonexistent/dir/sealing.key: No such file or directory" "$stderr"
+	expect_equal 0 "$(versions)" "versions"
+}
+
 @test "import version: the key never reaches stdout, stderr or the audit trail" {
 	body=$(pem_body "$PKI/shop.key")
 	run --separate-stderr certctl-import -v --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key"

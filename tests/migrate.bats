@@ -152,6 +152,20 @@ migrations_shipped() {
 	expect_equal false "$(printf '%s\n' "$output" | head -n 1 | jq -r .matches)"
 }
 
+@test "migrate: a down file that cannot be read is named once, on one clean line, and nothing is rolled back" {
+	cp -r "$TESTS_DIR/../migrations" "$BATS_TEST_TMPDIR/migrations"
+	certctl-migrate -q --dir "$BATS_TEST_TMPDIR/migrations" up >/dev/null
+	local applied newest
+	applied=$(migrations_applied)
+	newest=$(ls "$BATS_TEST_TMPDIR/migrations"/*.down.sql | sort | tail -n 1)
+	rm "$newest"
+	run --separate-stderr certctl-migrate --dir "$BATS_TEST_TMPDIR/migrations" down
+	expect_status 65
+	expect_one_line_error certctl-migrate
+	expect_equal "certctl-migrate: $newest: No such file or directory" "$stderr"
+	expect_equal "$applied" "$(migrations_applied)" "migrations applied"
+}
+
 @test "migrate: an unreachable database exits 69 with a one-line error" {
 	run --separate-stderr certctl-migrate --dsn "host=127.0.0.1 port=1 connect_timeout=2" status
 	expect_status 69

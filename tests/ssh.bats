@@ -163,6 +163,16 @@ preinstall_v1() {
 	expect_equal "$before" "$(listing "$REMOTE")" "remote directory"
 }
 
+@test "ssh: a Skipped redeploy touched nothing, so every backup status is n/a, as for a local target" {
+	preinstall_v1
+	deploy "$(target_config)" v1
+	expect_status 0
+	expect_equal Skipped "$(field .outcome)"
+	expect_equal "n/a" "$(field .metadata.backup_status_cert)"
+	expect_equal "n/a" "$(field .metadata.backup_status_key)"
+	expect_equal "n/a" "$(field .metadata.backup_status_chain)"
+}
+
 @test "ssh: a failed reload restores every file's bytes, mode and owner, removes new files, reloads again, exit 1" {
 	preinstall_v1
 	chown nobody:nogroup "$REMOTE/cert.pem"

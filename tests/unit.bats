@@ -12,6 +12,11 @@ load helpers
 	expect_status 0
 }
 
+@test "unit: a deploy plan whose copy of a string fails is out of memory, never a NULL field" {
+	run "$CERTCTL_UNIT/test_deployplan_oom"
+	expect_status 0
+}
+
 @test "unit: sealed keys open only under the same key file and certificate" {
 	run "$CERTCTL_UNIT/test_sealed" "$BATS_TEST_TMPDIR"
 	expect_status 0

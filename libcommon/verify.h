@@ -1,4 +1,4 @@
-/* certctl-verify: probe one endpoint and compare what it serves with what it should. */
+/* Probing one endpoint and comparing what it serves with what it should (certctl-verify). */
 #ifndef CERTCTL_VERIFY_H
 #define CERTCTL_VERIFY_H
 

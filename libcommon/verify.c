@@ -1,4 +1,3 @@
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <string.h>
 
@@ -37,28 +36,15 @@ bool verify_normalize_fingerprint(const char *text, char hex[SHA256_HEX_SIZE])
  * is an IP literal (NULL then). Checks the endpoint's shape before any
  * database work, so a typo is a usage error.
  */
-static int effective_sni(const char *endpoint, const char *sni, char host[256],
+static int effective_sni(const char *endpoint_text, const char *sni, struct tls_endpoint *endpoint,
 			 const char **sent, struct error *err)
 {
-	const char *colon = strrchr(endpoint, ':');
-	unsigned char address[sizeof(struct in6_addr)];
-	size_t length;
-
-	if (colon == NULL || colon == endpoint || colon[1] == '\0' ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-	    (endpoint[0] != '[' && memchr(endpoint, ':', (size_t)(colon - endpoint)) != NULL))
-		return error_set(err, EXIT_USAGE, "%s: endpoint must be HOST:PORT or [IPV6]:PORT",
-				 endpoint);
-	*sent = sni != NULL && sni[0] != '\0' ? sni : NULL;
-	if (*sent != NULL || endpoint[0] == '[')
-		return 0;
-	length = (size_t)(colon - endpoint);
-	if (length >= 256)
-		return error_set(err, EXIT_USAGE, "%s: host name too long", endpoint);
-	memcpy(host, endpoint, length);
-	host[length] = '\0';
-	if (inet_pton(AF_INET, host, address) != 1)
-		*sent = host;
+	if (tls_endpoint_parse(endpoint_text, endpoint, err) != 0)
+		return err->code;
+	if (sni != NULL && sni[0] != '\0')
+		*sent = sni;
+	else
+		*sent = endpoint->host_is_ip ? NULL : endpoint->host;
 	return 0;
 }
 
@@ -111,13 +97,14 @@ static json_object *report(const struct verify_request *request, const char *sni
 
 int verify_endpoint(const struct verify_request *request, FILE *output, struct error *err)
 {
-	char host[256], stored[SHA256_HEX_SIZE];
-	const char *sni, *expected = request->expect_sha256;
+	struct tls_endpoint endpoint;
+	char stored[SHA256_HEX_SIZE];
+	const char *sni = NULL, *expected = request->expect_sha256;
 	struct tls_probe_result probe;
 	json_object *line;
 	int code;
 
-	if ((code = effective_sni(request->endpoint, request->sni, host, &sni, err)) != 0)
+	if ((code = effective_sni(request->endpoint, request->sni, &endpoint, &sni, err)) != 0)
 		return code;
 	if (request->certificate_id != NULL) {
 		code = current_version_fingerprint(request->dsn, request->certificate_id, stored, err);
