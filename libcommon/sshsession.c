@@ -295,7 +295,7 @@ static int known_host_key_type(int host_key_type)
  * host certificate authority) does not hide the others; "@revoked" entries
  * go to their own list, which check_host_key() consults first.
  */
-static void load_known_hosts(FILE *file, LIBSSH2_KNOWNHOSTS *known, LIBSSH2_KNOWNHOSTS *revoked)
+void ssh_known_hosts_load(FILE *file, LIBSSH2_KNOWNHOSTS *known, LIBSSH2_KNOWNHOSTS *revoked)
 {
 	char *line = NULL;
 	size_t capacity = 0;
@@ -355,7 +355,7 @@ static int check_host_key(const struct ssh_options *options, struct ssh_connecti
 					 name, fingerprint, options->known_hosts, strerror(errno));
 		goto out;
 	}
-	load_known_hosts(file, known, revoked);
+	ssh_known_hosts_load(file, known, revoked);
 	if (libssh2_knownhost_checkp(revoked, name, -1, key, key_length, mask, NULL) ==
 	    LIBSSH2_KNOWNHOST_CHECK_MATCH) {
 		code = error_set(err, EXIT_FORBIDDEN, "%s: host key %s is marked @revoked in %s; nothing written",

@@ -24,14 +24,8 @@
 
 #define SECONDS_PER_DAY 86400L
 
-struct endpoint {
-	char host[256];
-	char port[6];
-	bool host_is_ip;
-};
-
-/* "host:port" or "[v6]:port"; a bare IPv6 address would make the port ambiguous. */
-static int parse_endpoint(const char *text, struct endpoint *endpoint, struct error *err)
+/* A bare IPv6 address would make the port ambiguous: it needs brackets. */
+int tls_endpoint_parse(const char *text, struct tls_endpoint *endpoint, struct error *err)
 {
 	const char *host = text, *host_end, *port;
 	unsigned char address[sizeof(struct in6_addr)];
@@ -110,7 +104,7 @@ static int wait_for(int fd, short events, long long deadline, const char *what,
 }
 
 /* Tries each address in turn; returns a connected non-blocking socket or -1 with err set. */
-static int connect_with_deadline(const struct endpoint *endpoint, const char *text,
+static int connect_with_deadline(const struct tls_endpoint *endpoint, const char *text,
 				 long long deadline, int timeout_seconds, struct error *err)
 {
 	struct addrinfo hints, *addresses = NULL, *address;
@@ -276,7 +270,7 @@ static int leaf_fingerprint(X509 *leaf, struct tls_probe_result *result, struct 
 int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
 	      int timeout_seconds, struct tls_probe_result *result, struct error *err)
 {
-	struct endpoint endpoint;
+	struct tls_endpoint endpoint;
 	X509_STORE *store = NULL;
 	SSL_CTX *ssl_context = NULL;
 	SSL *ssl = NULL;
@@ -287,7 +281,7 @@ int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
 	int fd = -1, code;
 
 	memset(result, 0, sizeof(*result));
-	if ((code = parse_endpoint(endpoint_text, &endpoint, err)) != 0)
+	if ((code = tls_endpoint_parse(endpoint_text, &endpoint, err)) != 0)
 		return code;
 	if (sni != NULL && sni[0] == '\0')
 		sni = NULL;

@@ -15,6 +15,16 @@ struct tls_probe_result {
 	char verify_error[256];                   /* why it did not verify, or "" */
 };
 
+/* An endpoint split into what getaddrinfo() and SNI take. */
+struct tls_endpoint {
+	char host[256];
+	char port[6];
+	bool host_is_ip;
+};
+
+/* Parses "host:port" or "[v6]:port"; malformed: EXIT_USAGE. */
+int tls_endpoint_parse(const char *text, struct tls_endpoint *endpoint, struct error *err);
+
 /*
  * Handshakes with endpoint ("host:port", "[v6]:port") sending SNI sni (NULL:
  * the host, unless it is an IP address) and reads the peer's leaf certificate
