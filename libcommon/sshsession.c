@@ -270,9 +270,9 @@ static int tcp_connect(const struct ssh_options *options, long long deadline, in
 
 /*
  * What certctl accepts, strongest first: no ssh-rsa (SHA-1) host keys, no
- * SHA-1 key exchange, no CBC ciphers, no hmac-sha1 or MD5. libssh2 drops the
- * names it does not implement (1.10 has no rsa-sha2 host keys, GCM or ETM
- * MACs), so a newer libssh2 gets them without a change here.
+ * SHA-1 key exchange, no CBC ciphers, no hmac-sha1 or MD5. Names libssh2 does
+ * not implement are skipped (1.10 has no rsa-sha2 host keys, GCM or ETM MACs),
+ * so a newer libssh2 gets them without a change here.
  */
 #define SSH_ACCEPTED_KEX "curve25519-sha256,curve25519-sha256@libssh.org," \
 	"ecdh-sha2-nistp256,ecdh-sha2-nistp384,ecdh-sha2-nistp521," \
@@ -298,16 +298,6 @@ static const struct ssh_method_policy {
 	{ LIBSSH2_METHOD_MAC_SC, "MAC", SSH_ACCEPTED_MACS },
 };
 
-static int prefer_accepted_methods(LIBSSH2_SESSION *session, struct error *err)
-{
-	for (size_t i = 0; i < sizeof(ssh_method_policies) / sizeof(ssh_method_policies[0]); i++)
-		if (libssh2_session_method_pref(session, ssh_method_policies[i].method,
-						ssh_method_policies[i].accepted) != 0)
-			return error_set(err, EXIT_INTERNAL, "libssh2 implements no accepted %s: %s",
-					 ssh_method_policies[i].what, session_error_text(session));
-	return 0;
-}
-
 /* Is name one of the comma-separated names in list? */
 static bool name_listed(const char *list, const char *name)
 {
@@ -318,6 +308,41 @@ static bool name_listed(const char *list, const char *name)
 			return true;
 	}
 	return false;
+}
+
+/*
+ * Only names this libssh2 implements reach libssh2_session_method_pref():
+ * libssh2 1.10 strips the others with an overlapping memcpy.
+ */
+static int prefer_accepted_methods(LIBSSH2_SESSION *session, struct error *err)
+{
+	for (size_t i = 0; i < sizeof(ssh_method_policies) / sizeof(ssh_method_policies[0]); i++) {
+		const struct ssh_method_policy *policy = &ssh_method_policies[i];
+		const char **supported = NULL;
+		char preference[512] = "";
+		int count = libssh2_session_supported_algs(session, policy->method, &supported), rc;
+		const char *name = policy->accepted;
+
+		while (*name) {
+			size_t length = strcspn(name, ","), used = strlen(preference);
+
+			for (int j = 0; j < count; j++)
+				if (strlen(supported[j]) == length && strncmp(supported[j], name, length) == 0) {
+					snprintf(preference + used, sizeof(preference) - used, "%s%.*s",
+						 used ? "," : "", (int)length, name);
+					break;
+				}
+			name += length + (name[length] == ',');
+		}
+		if (supported != NULL)
+			libssh2_free(session, supported);
+		if (preference[0] == '\0')
+			return error_set(err, EXIT_INTERNAL, "libssh2 implements no accepted %s", policy->what);
+		if ((rc = libssh2_session_method_pref(session, policy->method, preference)) != 0)
+			return error_set(err, EXIT_INTERNAL, "libssh2 refused the %s preference: %s",
+					 policy->what, session_error_text(session));
+	}
+	return 0;
 }
 
 /*

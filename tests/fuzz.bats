@@ -12,7 +12,7 @@ replay() {
 	[ ! -d "$FUZZ_DIR/regressions/$1" ] || inputs+=("$FUZZ_DIR/regressions/$1"/*)
 	# <harness>.lsan.supp names a dependency's known leak (an ASan build reports leaks).
 	local suppressions=
-	[ ! -f "$FUZZ_DIR/$1.lsan.supp" ] || suppressions="suppressions=$FUZZ_DIR/$1.lsan.supp"
+	[ ! -f "$FUZZ_DIR/$1.lsan.supp" ] || suppressions="suppressions=$FUZZ_DIR/$1.lsan.supp:print_suppressions=0"
 	LSAN_OPTIONS=$suppressions run --separate-stderr "$CERTCTL_UNIT/fuzz_replay_$1" "${inputs[@]}"
 	expect_status 0
 	expect_equal "replayed ${#inputs[@]} inputs" "$output" "replay summary"
