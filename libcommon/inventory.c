@@ -87,33 +87,69 @@ static int upsert(PGconn *conn, const char *sql, int count, const char *const *p
 	return 0;
 }
 
-static int store_agent(PGconn *conn, json_object *line, const char *id, int *inserted,
+static bool kind_is(const struct inventory_item *item, const char *kind)
+{
+	return strcmp(item->kind, kind) == 0;
+}
+
+int inventory_line_parse(json_object *line, struct inventory_item *item, struct error *err)
+{
+	json_object *field;
+
+	memset(item, 0, sizeof(*item));
+	if (required_string(line, "kind", &item->kind, err) != 0 ||
+	    required_string(line, "id", &item->id, err) != 0)
+		return err->code;
+	if (!kind_is(item, "agent") && !kind_is(item, "target") && !kind_is(item, "certificate"))
+		return error_set(err, EXIT_DATA, "unknown kind \"%s\" (agent, target or certificate)", item->kind);
+	if (optional_string(line, "name", &item->name, err) != 0)
+		goto bad;
+	if (kind_is(item, "target")) {
+		if (required_string(line, "type", &item->type, err) != 0 ||
+		    required_string(line, "agent_id", &item->agent_id, err) != 0)
+			goto bad;
+		if (json_object_object_get_ex(line, "config", &field) && field != NULL) {
+			if (!json_object_is_type(field, json_type_object)) {
+				error_set(err, EXIT_DATA, "\"config\" must be a JSON object");
+				goto bad;
+			}
+			item->config_json = json_object_to_json_string_ext(field, JSON_C_TO_STRING_PLAIN);
+		}
+	} else if (kind_is(item, "certificate")) {
+		if (optional_string(line, "common_name", &item->common_name, err) != 0)
+			goto bad;
+		if (json_object_object_get_ex(line, "targets", &field) && field != NULL) {
+			bool all_strings = json_object_is_type(field, json_type_array);
+
+			for (size_t i = 0; all_strings && i < json_object_array_length(field); i++)
+				all_strings = json_object_is_type(json_object_array_get_idx(field, i), json_type_string);
+			if (!all_strings) {
+				error_set(err, EXIT_DATA, "\"targets\" must be an array of target ids");
+				goto bad;
+			}
+			item->targets_json = json_object_to_json_string_ext(field, JSON_C_TO_STRING_PLAIN);
+		}
+	}
+	return 0;
+bad:
+	return error_prefix(err, "%s %s", item->kind, item->id);
+}
+
+static int store_agent(PGconn *conn, const struct inventory_item *item, int *inserted,
 		       struct error *err)
 {
-	const char *params[2] = { id, NULL };
+	const char *params[2] = { item->id, item->name };
 
-	if (optional_string(line, "name", &params[1], err) != 0)
-		return err->code;
 	return upsert(conn, upsert_agent_sql, 2, params, inserted, err);
 }
 
-static int store_target(PGconn *conn, json_object *line, const char *id, int *inserted,
+static int store_target(PGconn *conn, const struct inventory_item *item, int *inserted,
 			struct error *err)
 {
-	const char *params[5] = { id, NULL, NULL, NULL, NULL };
-	json_object *config;
+	const char *params[5] = { item->id, item->name, item->type, item->agent_id, item->config_json };
 	PGresult *result;
 	int retired;
 
-	if (optional_string(line, "name", &params[1], err) != 0 ||
-	    required_string(line, "type", &params[2], err) != 0 ||
-	    required_string(line, "agent_id", &params[3], err) != 0)
-		return err->code;
-	if (json_object_object_get_ex(line, "config", &config) && config != NULL) {
-		if (!json_object_is_type(config, json_type_object))
-			return error_set(err, EXIT_DATA, "\"config\" must be a JSON object");
-		params[4] = json_object_to_json_string_ext(config, JSON_C_TO_STRING_PLAIN);
-	}
 	if ((result = db_query(conn, agent_state_sql, 1, &params[3], err)) == NULL)
 		return err->code;
 	retired = PQntuples(result) == 1 ? PQgetvalue(result, 0, 0)[0] == 't' : -1;
@@ -146,31 +182,18 @@ static int check_listed_targets(PGconn *conn, const char *targets_json, struct e
 	return code;
 }
 
-static int store_certificate(PGconn *conn, json_object *line, const char *id, int *inserted,
+static int store_certificate(PGconn *conn, const struct inventory_item *item, int *inserted,
 			     struct error *err)
 {
-	const char *params[3] = { id, NULL, NULL };
-	const char *targets_json = NULL;
-	json_object *targets;
+	const char *params[3] = { item->id, item->name, item->common_name };
 	int code;
 
-	if (optional_string(line, "name", &params[1], err) != 0 ||
-	    optional_string(line, "common_name", &params[2], err) != 0)
-		return err->code;
-	if (json_object_object_get_ex(line, "targets", &targets) && targets != NULL) {
-		if (!json_object_is_type(targets, json_type_array))
-			return error_set(err, EXIT_DATA, "\"targets\" must be an array of target ids");
-		for (size_t i = 0; i < json_object_array_length(targets); i++)
-			if (!json_object_is_type(json_object_array_get_idx(targets, i), json_type_string))
-				return error_set(err, EXIT_DATA, "\"targets\" must be an array of target ids");
-		targets_json = json_object_to_json_string_ext(targets, JSON_C_TO_STRING_PLAIN);
-		if ((code = check_listed_targets(conn, targets_json, err)) != 0)
-			return code;
-	}
+	if (item->targets_json != NULL && (code = check_listed_targets(conn, item->targets_json, err)) != 0)
+		return code;
 	if ((code = upsert(conn, upsert_certificate_sql, 3, params, inserted, err)) != 0)
 		return code;
-	if (targets_json != NULL) {
-		const char *mapping_params[2] = { id, targets_json };
+	if (item->targets_json != NULL) {
+		const char *mapping_params[2] = { item->id, item->targets_json };
 
 		if ((code = db_command(conn, drop_unlisted_mappings_sql, 2, mapping_params, err)) != 0 ||
 		    (code = db_command(conn, add_listed_mappings_sql, 2, mapping_params, err)) != 0)
@@ -182,32 +205,29 @@ static int store_certificate(PGconn *conn, json_object *line, const char *id, in
 /* One line, one transaction; on any error nothing of the line stays. */
 static int import_line(PGconn *conn, json_object *line, FILE *output, struct error *err)
 {
-	const char *kind, *id;
+	struct inventory_item item;
 	json_object *report;
 	int inserted = 0, code;
 
-	if (required_string(line, "kind", &kind, err) != 0 || required_string(line, "id", &id, err) != 0)
-		return err->code;
-	if (strcmp(kind, "agent") != 0 && strcmp(kind, "target") != 0 &&
-	    strcmp(kind, "certificate") != 0)
-		return error_set(err, EXIT_DATA, "unknown kind \"%s\" (agent, target or certificate)", kind);
+	if ((code = inventory_line_parse(line, &item, err)) != 0)
+		return code;
 	if ((code = db_begin(conn, err)) != 0)
 		return code;
-	if (strcmp(kind, "agent") == 0)
-		code = store_agent(conn, line, id, &inserted, err);
-	else if (strcmp(kind, "target") == 0)
-		code = store_target(conn, line, id, &inserted, err);
+	if (kind_is(&item, "agent"))
+		code = store_agent(conn, &item, &inserted, err);
+	else if (kind_is(&item, "target"))
+		code = store_target(conn, &item, &inserted, err);
 	else
-		code = store_certificate(conn, line, id, &inserted, err);
+		code = store_certificate(conn, &item, &inserted, err);
 	if (code == 0)
 		code = db_commit(conn, err);
 	else
 		db_rollback(conn);
 	if (code != 0)
-		return error_prefix(err, "%s %s", kind, id);
+		return error_prefix(err, "%s %s", item.kind, item.id);
 	report = json_object_new_object();
-	json_object_object_add(report, "kind", json_object_new_string(kind));
-	json_object_object_add(report, "id", json_object_new_string(id));
+	json_object_object_add(report, "kind", json_object_new_string(item.kind));
+	json_object_object_add(report, "id", json_object_new_string(item.id));
 	json_object_object_add(report, "action", json_object_new_string(inserted ? "inserted" : "updated"));
 	code = jsonl_write(output, report, err);
 	json_object_put(report);

@@ -11,11 +11,15 @@
 
 #include "error.h"
 
+/* Longest line accepted, newline excluded (CONTRACT: input limits). */
+#define JSONL_LINE_MAX ((size_t)1 << 20)
+
 struct jsonl_reader {
 	FILE *input;
 	long line_number;   /* of the line last read, 1-based */
-	char *line;
-	size_t capacity;
+	char *line;         /* the last line read with its newline, NUL-terminated */
+	size_t length;      /* of line, newline included; never over JSONL_LINE_MAX + 1 */
+	size_t capacity;    /* grows up to JSONL_LINE_MAX + 2, never beyond */
 };
 
 void jsonl_reader_init(struct jsonl_reader *reader, FILE *input);
@@ -24,7 +28,10 @@ void jsonl_reader_free(struct jsonl_reader *reader);
 /*
  * Reads the next non-blank line. Returns 1 with *object set (caller
  * json_object_put()s), 0 at end of input, or -1 when the line is not a JSON
- * object: err (coded EXIT_DATA) then says "line N: why" and reading may go on.
+ * object, is longer than JSONL_LINE_MAX or holds a NUL byte: err (coded
+ * EXIT_DATA) then says "line N: why" and reading may go on. An overlong line
+ * is skipped without being stored, so the reader never holds more than one
+ * line's limit. On 1, line holds the very bytes read (no NUL among them).
  */
 int jsonl_read(struct jsonl_reader *reader, json_object **object, struct error *err);
 

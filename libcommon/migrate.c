@@ -101,11 +101,30 @@ static int parse_up_file_name(const char *file_name, int *version, char **name)
 	return *name != NULL;
 }
 
+/*
+ * A migration file, read once, NUL-terminated. PQexec takes a C string, so a
+ * NUL inside would silently cut what runs: that file is bad input.
+ */
+static char *read_migration_file(const char *path, size_t *length, struct error *err)
+{
+	char *content = file_read_all(path, MIGRATION_FILE_MAX_BYTES, length, err);
+	const char *nul;
+
+	if (content == NULL)
+		return NULL;
+	if ((nul = memchr(content, '\0', *length)) != NULL) {
+		error_set(err, EXIT_DATA, "%s: holds a NUL byte at offset %zu; a migration is SQL text",
+			  path, (size_t)(nul - content));
+		free(content);
+		return NULL;
+	}
+	return content;
+}
+
 static int load_one(const char *dir, const char *file_name, struct migration *migration,
 		    struct error *err)
 {
-	size_t length;
-	char *content, *down_name, *stem;
+	char *down_name, *stem;
 	char hex[SHA256_HEX_SIZE];
 
 	memset(migration, 0, sizeof(*migration));
@@ -121,12 +140,11 @@ static int load_one(const char *dir, const char *file_name, struct migration *mi
 	if (migration->up_path == NULL || down_name == NULL)
 		return error_set(err, EXIT_INTERNAL, "out of memory");
 	migration->down_path = down_name;
-	content = file_read_all(migration->up_path, MIGRATION_FILE_MAX_BYTES, &length, err);
-	if (content == NULL)
+	migration->up_sql = read_migration_file(migration->up_path, &migration->up_length, err);
+	if (migration->up_sql == NULL)
 		return err->code;
-	sha256_hex(content, length, hex);
+	sha256_hex(migration->up_sql, migration->up_length, hex);
 	snprintf(migration->checksum, sizeof(migration->checksum), "sha256:%s", hex);
-	free(content);
 	return 0;
 }
 
@@ -136,6 +154,7 @@ void migrations_free(struct migration_set *set)
 		free(set->items[i].name);
 		free(set->items[i].up_path);
 		free(set->items[i].down_path);
+		free(set->items[i].up_sql);
 	}
 	free(set->items);
 	set->items = NULL;
@@ -163,6 +182,7 @@ int migrations_load(const char *dir, struct migration_set *set, struct error *er
 			free(migration.name);
 			free(migration.up_path);
 			free(migration.down_path);
+			free(migration.up_sql);
 			code = loaded;
 			break;
 		}
@@ -238,22 +258,17 @@ static int print_migration_line(FILE *output, const struct migration *migration,
 	return code;
 }
 
-/* Runs one file's SQL and its bookkeeping statement in one transaction. */
-static int run_in_transaction(PGconn *conn, const char *path, const char *bookkeeping_sql,
-			      int param_count, const char *const *params, struct error *err)
+/* Runs one file's SQL (read by the caller, free of NULs) and its bookkeeping in one transaction. */
+static int run_in_transaction(PGconn *conn, const char *path, const char *sql,
+			      const char *bookkeeping_sql, int param_count, const char *const *params,
+			      struct error *err)
 {
-	char *sql = file_read_all(path, MIGRATION_FILE_MAX_BYTES, NULL, err);
 	PGresult *result;
 
-	if (sql == NULL)
-		return error_set(err, EXIT_DATA, "%s", err->message);
-	if (db_begin(conn, err) != 0) {
-		free(sql);
+	if (db_begin(conn, err) != 0)
 		return err->code;
-	}
 	/* Simple-query protocol: the file may hold many statements and DO blocks. */
 	result = PQexec(conn, sql);
-	free(sql);
 	if (PQresultStatus(result) != PGRES_COMMAND_OK && PQresultStatus(result) != PGRES_TUPLES_OK) {
 		error_set(err, db_exit_code_for(conn, result), "%s: %s", path,
 			  PQresultErrorMessage(result));
@@ -318,7 +333,8 @@ int migrate_up(PGconn *conn, const struct migration_set *set, int to_version,
 			goto out;
 		log_info("applying %d %s", migration->version, migration->name);
 		snprintf(version, sizeof(version), "%d", migration->version);
-		code = run_in_transaction(conn, migration->up_path, record_applied_sql, 3, params, err);
+		code = run_in_transaction(conn, migration->up_path, migration->up_sql, record_applied_sql,
+					  3, params, err);
 		if (code != 0)
 			goto out;
 		if ((after = load_applied(conn, err)) == NULL) {
@@ -340,6 +356,8 @@ int migrate_down(PGconn *conn, const struct migration_set *set, int to_version, 
 		 FILE *output, struct error *err)
 {
 	PGresult *applied = NULL;
+	char *down_sql;
+	size_t down_length;
 	int code, done = 0;
 
 	if ((code = lock_and_prepare(conn, err)) != 0)
@@ -366,7 +384,14 @@ int migrate_down(PGconn *conn, const struct migration_set *set, int to_version, 
 		if ((code = stop_if_signalled(err)) != 0)
 			goto out;
 		log_info("rolling back %d %s", migration->version, migration->name);
-		code = run_in_transaction(conn, migration->down_path, forget_applied_sql, 1, params, err);
+		/* A missing or unreadable down file is bad migration data, not a missing object. */
+		if ((down_sql = read_migration_file(migration->down_path, &down_length, err)) == NULL) {
+			code = err->code = EXIT_DATA;
+			goto out;
+		}
+		code = run_in_transaction(conn, migration->down_path, down_sql, forget_applied_sql, 1,
+					  params, err);
+		free(down_sql);
 		if (code != 0)
 			goto out;
 		if ((code = print_migration_line(output, migration, applied, -1, err)) != 0)

@@ -13,7 +13,9 @@ struct migration {
 	char *name;
 	char *up_path;
 	char *down_path;
-	char checksum[80];   /* "sha256:<hex>" of the up file */
+	char *up_sql;        /* the up file as read once: checksummed and run */
+	size_t up_length;
+	char checksum[80];   /* "sha256:<hex>" of up_sql */
 };
 
 struct migration_set {

@@ -56,12 +56,13 @@ static int read_certificates(const char *text, size_t length, const char *label,
 			     STACK_OF(X509) *certs, struct error *err)
 {
 	char reason[256];
-	BIO *bio = BIO_new_mem_buf(text, (int)length);
+	/* Checked before the cast: BIO_new_mem_buf takes an int length. */
+	BIO *bio = length > PEM_MAX_FILE_BYTES ? NULL : BIO_new_mem_buf(text, (int)length);
 	unsigned long last;
 	int count = 0, code = 0;
 	X509 *cert;
 
-	if (bio == NULL || length > PEM_MAX_FILE_BYTES) {
+	if (bio == NULL) {
 		code = error_set(err, EXIT_DATA, "%s: cannot read", label);
 		goto out;
 	}
@@ -287,8 +288,8 @@ int pem_bundle_check(const char *cert_text, size_t cert_length, const char *cert
 	leaf = sk_X509_value(certs, 0);
 
 	ERR_clear_error();
-	key_bio = BIO_new_mem_buf(key_text, (int)key_length);
-	if (key_bio == NULL || key_length > PEM_MAX_FILE_BYTES ||
+	key_bio = key_length > PEM_MAX_FILE_BYTES ? NULL : BIO_new_mem_buf(key_text, (int)key_length);
+	if (key_bio == NULL ||
 	    (key = PEM_read_bio_PrivateKey(key_bio, NULL, refuse_passphrase, NULL)) == NULL) {
 		code = error_set(err, EXIT_DATA, "%s: not an unencrypted PEM private key: %s",
 				 key_label, openssl_reason(reason, sizeof(reason), "parse error"));

@@ -351,6 +351,122 @@ static int tcp_connect(const struct ssh_options *options, long long deadline, in
 			 options->host, options->port, strerror(last_errno));
 }
 
+/*
+ * What certctl accepts, strongest first: no ssh-rsa (SHA-1) host keys, no
+ * SHA-1 key exchange, no CBC ciphers, no hmac-sha1 or MD5. Names libssh2 does
+ * not implement are skipped (1.10 has no rsa-sha2 host keys, GCM or ETM MACs),
+ * so a newer libssh2 gets them without a change here.
+ */
+#define SSH_ACCEPTED_KEX "curve25519-sha256,curve25519-sha256@libssh.org," \
+	"ecdh-sha2-nistp256,ecdh-sha2-nistp384,ecdh-sha2-nistp521," \
+	"diffie-hellman-group-exchange-sha256,diffie-hellman-group16-sha512," \
+	"diffie-hellman-group18-sha512,diffie-hellman-group14-sha256"
+#define SSH_ACCEPTED_HOST_KEYS "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384," \
+	"ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256"
+#define SSH_ACCEPTED_CIPHERS "aes256-gcm@openssh.com,aes128-gcm@openssh.com," \
+	"aes256-ctr,aes192-ctr,aes128-ctr"
+#define SSH_ACCEPTED_MACS "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com," \
+	"hmac-sha2-512,hmac-sha2-256"
+
+static const struct ssh_method_policy {
+	int method;
+	const char *what;
+	const char *accepted;
+} ssh_method_policies[] = {
+	{ LIBSSH2_METHOD_KEX, "key exchange", SSH_ACCEPTED_KEX },
+	{ LIBSSH2_METHOD_HOSTKEY, "host key algorithm", SSH_ACCEPTED_HOST_KEYS },
+	{ LIBSSH2_METHOD_CRYPT_CS, "cipher", SSH_ACCEPTED_CIPHERS },
+	{ LIBSSH2_METHOD_CRYPT_SC, "cipher", SSH_ACCEPTED_CIPHERS },
+	{ LIBSSH2_METHOD_MAC_CS, "MAC", SSH_ACCEPTED_MACS },
+	{ LIBSSH2_METHOD_MAC_SC, "MAC", SSH_ACCEPTED_MACS },
+};
+
+/* Is name one of the comma-separated names in list? */
+static bool name_listed(const char *list, const char *name)
+{
+	size_t length = strlen(name);
+
+	for (const char *p = list; *p; p += strcspn(p, ","), p += *p == ',') {
+		if (strncmp(p, name, length) == 0 && (p[length] == ',' || p[length] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Only names this libssh2 implements reach libssh2_session_method_pref():
+ * libssh2 1.10 strips the others with an overlapping memcpy.
+ */
+static int prefer_accepted_methods(LIBSSH2_SESSION *session, struct error *err)
+{
+	for (size_t i = 0; i < sizeof(ssh_method_policies) / sizeof(ssh_method_policies[0]); i++) {
+		const struct ssh_method_policy *policy = &ssh_method_policies[i];
+		const char **supported = NULL;
+		char preference[512] = "";
+		int count = libssh2_session_supported_algs(session, policy->method, &supported), rc;
+		const char *name = policy->accepted;
+
+		while (*name) {
+			size_t length = strcspn(name, ","), used = strlen(preference);
+
+			for (int j = 0; j < count; j++)
+				if (strlen(supported[j]) == length && strncmp(supported[j], name, length) == 0) {
+					snprintf(preference + used, sizeof(preference) - used, "%s%.*s",
+						 used ? "," : "", (int)length, name);
+					break;
+				}
+			name += length + (name[length] == ',');
+		}
+		if (supported != NULL)
+			libssh2_free(session, supported);
+		if (preference[0] == '\0')
+			return error_set(err, EXIT_INTERNAL, "libssh2 implements no accepted %s", policy->what);
+		if ((rc = libssh2_session_method_pref(session, policy->method, preference)) != 0)
+			return error_set(err, EXIT_INTERNAL, "libssh2 refused the %s preference: %s",
+					 policy->what, session_error_text(session));
+	}
+	return 0;
+}
+
+/*
+ * Key exchange found nothing in common. A second handshake with libssh2's
+ * defaults, whose result is never trusted or used, shows what the server
+ * insists on, so the message can name the refused method.
+ */
+static int explain_refused_methods(const struct ssh_options *options, long long deadline,
+				   const char *label, struct error *err)
+{
+	LIBSSH2_SESSION *probe = NULL;
+	char refused[256] = "";
+	int fd = -1;
+	struct error probe_err;
+
+	if (tcp_connect(options, deadline, &fd, &probe_err) == 0 && (probe = libssh2_session_init()) != NULL) {
+		libssh2_session_set_timeout(probe, remaining_ms(deadline));
+		if (libssh2_session_handshake(probe, fd) == 0) {
+			for (size_t i = 0; i < sizeof(ssh_method_policies) / sizeof(ssh_method_policies[0]); i++) {
+				const char *chosen = libssh2_session_methods(probe, ssh_method_policies[i].method);
+				size_t used = strlen(refused);
+
+				if (chosen != NULL && !name_listed(ssh_method_policies[i].accepted, chosen) &&
+				    strstr(refused, chosen) == NULL)
+					snprintf(refused + used, sizeof(refused) - used, "%s%s %s",
+						 used ? ", " : "", ssh_method_policies[i].what, chosen);
+			}
+			libssh2_session_disconnect(probe, "certctl: algorithms refused");
+		}
+		libssh2_session_free(probe);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (refused[0] != '\0')
+		return error_set(err, EXIT_UNAVAILABLE, "%s: SSH handshake refused: the server offers only "
+				 "algorithms certctl rejects (%s); see certctl-deploy(1), SSH algorithms",
+				 label, refused);
+	return error_set(err, EXIT_UNAVAILABLE, "%s: SSH handshake failed: no key exchange, host key "
+			 "algorithm, cipher or MAC in common with those certctl accepts", label);
+}
+
 /* OpenSSH's known_hosts name: "host" on port 22, "[host]:port" elsewhere. */
 static void known_hosts_name(const struct ssh_options *options, char *name, size_t size)
 {
@@ -378,7 +494,7 @@ static int known_host_key_type(int host_key_type)
  * host certificate authority) does not hide the others; "@revoked" entries
  * go to their own list, which check_host_key() consults first.
  */
-static void load_known_hosts(FILE *file, LIBSSH2_KNOWNHOSTS *known, LIBSSH2_KNOWNHOSTS *revoked)
+void ssh_known_hosts_load(FILE *file, LIBSSH2_KNOWNHOSTS *known, LIBSSH2_KNOWNHOSTS *revoked)
 {
 	char *line = NULL;
 	size_t capacity = 0;
@@ -438,7 +554,7 @@ static int check_host_key(const struct ssh_options *options, struct ssh_connecti
 					 name, fingerprint, options->known_hosts, strerror(errno));
 		goto out;
 	}
-	load_known_hosts(file, known, revoked);
+	ssh_known_hosts_load(file, known, revoked);
 	if (libssh2_knownhost_checkp(revoked, name, -1, key, key_length, mask, NULL) ==
 	    LIBSSH2_KNOWNHOST_CHECK_MATCH) {
 		code = error_set(err, EXIT_FORBIDDEN, "%s: host key %s is marked @revoked in %s; nothing written",
@@ -531,7 +647,12 @@ int ssh_connect(const struct ssh_options *options, struct ssh_connection *connec
 		return error_set(err, EXIT_INTERNAL, "libssh2_session_init failed");
 	libssh2_session_set_blocking(connection->session, 1);
 	libssh2_session_set_timeout(connection->session, remaining_ms(deadline));
-	if ((rc = libssh2_session_handshake(connection->session, connection->socket)) != 0)
+	if ((code = prefer_accepted_methods(connection->session, err)) != 0)
+		return code;
+	rc = libssh2_session_handshake(connection->session, connection->socket);
+	if (rc == LIBSSH2_ERROR_KEX_FAILURE)
+		return explain_refused_methods(options, deadline, connection->label, err);
+	if (rc != 0)
 		return error_set(err, EXIT_UNAVAILABLE, "%s: SSH handshake failed: %s", connection->label,
 				 rc == LIBSSH2_ERROR_TIMEOUT ? "timed out" : session_error_text(connection->session));
 	connection->handshake_done = true;

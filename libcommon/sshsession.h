@@ -7,6 +7,7 @@
 #define CERTCTL_SSHSESSION_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 #include <libssh2.h>
@@ -84,6 +85,12 @@ int ssh_run_command(struct ssh_connection *connection, const char *command, stru
 
 /* argv as one POSIX shell command line, each element in '…' ('\'' inside). Caller frees. */
 char *shell_quote_argv(char *const *argv);
+
+/*
+ * Reads an OpenSSH known_hosts file into known, "@revoked" entries into
+ * revoked; lines libssh2 cannot parse are skipped.
+ */
+void ssh_known_hosts_load(FILE *file, LIBSSH2_KNOWNHOSTS *known, LIBSSH2_KNOWNHOSTS *revoked);
 
 /* The last SFTP or session error of connection as text, for messages. */
 const char *ssh_sftp_error_text(struct ssh_connection *connection);

@@ -493,4 +493,27 @@ default_commands() {
 	grep -qx 'LANG=C.UTF-8' "$D/env.txt"
 	grep -qx 'LC_TIME=C' "$D/env.txt"
 	grep -qx 'TZ=UTC' "$D/env.txt"
+
+@test "deploy: a 2 MiB line and a line with a NUL are 65 with their line numbers; pass-through and jobs go on in bounded memory" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	other='{"id":"job-x","type":"Renewal",  "status":"Running"}'
+	input="$BATS_TEST_TMPDIR/lines.jsonl"
+	{
+		printf '%s\n' "$other"
+		printf '{"id":"job-big","type":"Renewal","pad":"%s"}\n' "$(head -c 2097152 /dev/zero | tr '\0' x)"
+		printf '{"id":"job-nul","type":"Renewal"}\0{"id":"job-joined","type":"Renewal"}\n'
+		claim_jobs
+	} > "$input"
+	run --separate-stderr /usr/bin/time -v -o "$BATS_TEST_TMPDIR/time" certctl-deploy < "$input"
+	expect_status 65
+	expect_contains "$stderr" "certctl-deploy: line 2: longer than 1048576 bytes"
+	expect_contains "$stderr" "certctl-deploy: line 3: holds a NUL byte"
+	expect_equal "$other" "$(head -n1 <<<"$output")" "passed-through line"
+	expect_equal 2 "$(wc -l <<<"$output")" "stdout lines"
+	expect_equal Completed "$(tail -n1 <<<"$output" | jq -r .status)"
+	expect_equal Completed "$(job_column status)"
+	rss=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$BATS_TEST_TMPDIR/time")
+	[ -n "$rss" ] || { echo "no peak RSS in: $(cat "$BATS_TEST_TMPDIR/time")"; return 1; }
+	[ "$rss" -lt 32768 ] || { echo "peak RSS ${rss} KiB, expected under 32768"; return 1; }
 }

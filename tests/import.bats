@@ -527,3 +527,41 @@ certificate mc-blog inserted" "$(jq -r '"\(.kind) \(.id) \(.action)"' <<<"$outpu
 	expect_one_line_error certctl-import
 	expect_equal 0 "$(sql "SELECT count(*) FROM agents WHERE id = 'agent-closed'")" "agents stored"
 }
+
+# peak_rss_kib FILE: "Maximum resident set size" from a `/usr/bin/time -v -o FILE` run.
+peak_rss_kib() {
+	sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$1"
+}
+
+@test "import: a 2 MiB line and a line with a NUL are 65 with their line numbers; the rest is stored in bounded memory" {
+	input="$BATS_TEST_TMPDIR/inventory.jsonl"
+	{
+		echo '{"kind":"agent","id":"agent-a"}'
+		printf '{"kind":"agent","id":"agent-big","name":"%s"}\n' "$(head -c 2097152 /dev/zero | tr '\0' x)"
+		echo '{"kind":"agent","id":"agent-b"}'
+		printf '{"kind":"agent","id":"agent-nul"}\0{"kind":"agent","id":"agent-joined"}\n'
+		echo '{"kind":"agent","id":"agent-c"}'
+	} > "$input"
+	run --separate-stderr /usr/bin/time -v -o "$BATS_TEST_TMPDIR/time" certctl-import < "$input"
+	expect_status 65
+	expect_contains "$stderr" "certctl-import: line 2: longer than 1048576 bytes"
+	expect_contains "$stderr" "certctl-import: line 4: holds a NUL byte"
+	expect_equal 3 "$(grep -c '"action":"inserted"' <<<"$output")" "stored lines"
+	expect_equal "agent-a agent-b agent-c" \
+		"$(sql "SELECT string_agg(id, ' ' ORDER BY id) FROM agents WHERE id LIKE 'agent-%'")" "agents"
+	rss=$(peak_rss_kib "$BATS_TEST_TMPDIR/time")
+	[ -n "$rss" ] || { echo "no peak RSS in: $(cat "$BATS_TEST_TMPDIR/time")"; return 1; }
+	[ "$rss" -lt 32768 ] || { echo "peak RSS ${rss} KiB, expected under 32768"; return 1; }
+}
+
+@test "import: a line of exactly 1 MiB is accepted; one byte more is not" {
+	pad=$(( 1048576 - $(printf '{"kind":"agent","id":"agent-edge","name":""}' | wc -c) ))
+	name=$(head -c "$pad" /dev/zero | tr '\0' y)
+	run --separate-stderr certctl-import <<<"{\"kind\":\"agent\",\"id\":\"agent-edge\",\"name\":\"$name\"}"
+	expect_status 0
+	expect_equal "$pad" "$(sql "SELECT length(name) FROM agents WHERE id = 'agent-edge'")" "stored name length"
+	run --separate-stderr certctl-import <<<"{\"kind\":\"agent\",\"id\":\"agent-over\",\"name\":\"${name}y\"}"
+	expect_status 65
+	expect_contains "$stderr" "line 1: longer than 1048576 bytes"
+	expect_equal 0 "$(sql "SELECT count(*) FROM agents WHERE id = 'agent-over'")" "agents stored"
+}

@@ -217,3 +217,49 @@ migrations_shipped() {
 	expect_one_line_error certctl-migrate
 	expect_equal "" "$(sql "SELECT to_regclass('schema_migrations')")" "schema_migrations after the refused run"
 }
+
+@test "migrate: a NUL byte in an up migration is 65 naming the file, and nothing of it runs" {
+	dir="$BATS_TEST_TMPDIR/migrations"
+	mkdir "$dir"
+	printf 'CREATE TABLE before_nul (a int);\0CREATE TABLE after_nul (a int);\n' > "$dir/000001_nul.up.sql"
+	echo 'DROP TABLE IF EXISTS before_nul;' > "$dir/000001_nul.down.sql"
+	run --separate-stderr certctl-migrate --dir "$dir" up
+	expect_status 65
+	expect_one_line_error certctl-migrate
+	expect_contains "$stderr" "$dir/000001_nul.up.sql: holds a NUL byte at offset 32"
+	expect_equal "" "$(sql "SELECT to_regclass('before_nul')")" "table before the NUL"
+	expect_equal "" "$(sql "SELECT to_regclass('after_nul')")" "table after the NUL"
+}
+
+@test "migrate: a NUL byte in a down migration is 65 naming the file, and the migration stays applied" {
+	dir="$BATS_TEST_TMPDIR/migrations"
+	mkdir "$dir"
+	echo 'CREATE TABLE kept (a int);' > "$dir/000001_kept.up.sql"
+	printf 'DROP TABLE kept;\0DROP TABLE schema_migrations;\n' > "$dir/000001_kept.down.sql"
+	certctl-migrate -q --dir "$dir" up >/dev/null
+	run --separate-stderr certctl-migrate --dir "$dir" down
+	expect_status 65
+	expect_one_line_error certctl-migrate
+	expect_contains "$stderr" "$dir/000001_kept.down.sql: holds a NUL byte"
+	expect_equal kept "$(sql "SELECT to_regclass('kept')")" "table of the applied migration"
+	expect_equal 1 "$(migrations_applied)" "schema_migrations rows"
+}
+
+@test "migrate: a migration file is read once; the recorded checksum is of the SQL that ran" {
+	dir="$BATS_TEST_TMPDIR/migrations"
+	mkdir "$dir"
+	# A FIFO hands out different bytes to each open: a second read would run other SQL.
+	# The pause lets the first reader see end of file before the second writer opens.
+	mkfifo "$dir/000001_once.up.sql"
+	first='CREATE TABLE first_read (a int);'
+	second='CREATE TABLE second_read (a int);'
+	( printf '%s\n' "$first" > "$dir/000001_once.up.sql"; sleep 1; printf '%s\n' "$second" > "$dir/000001_once.up.sql" ) 3>&- &
+	writer=$!
+	run --separate-stderr timeout 20 certctl-migrate --dir "$dir" up
+	kill "$writer" 2>/dev/null || :
+	expect_status 0
+	expect_equal first_read "$(sql "SELECT to_regclass('first_read')")" "table of the checksummed bytes"
+	expect_equal "" "$(sql "SELECT to_regclass('second_read')")" "table of a second read"
+	expect_equal "sha256:$(printf '%s\n' "$first" | sha256sum | cut -d' ' -f1)" \
+		"$(sql "SELECT checksum FROM schema_migrations WHERE version = 1")" "recorded checksum"
+}

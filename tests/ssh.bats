@@ -560,4 +560,22 @@ pipeline_setup() {
 	expect_status 77
 	expect_contains "$stderr" "authentication refused (password)"
 	cmp "$REMOTE/key.pem" "$PKI/v1.key"
+
+@test "ssh: a server offering only ssh-rsa (SHA-1) host keys is refused with 69 naming the algorithm" {
+	dir="$BATS_TEST_TMPDIR/sshd-rsa"
+	mkdir -p "$dir"
+	ssh-keygen -q -t rsa -b 2048 -N '' -C certctl-test-rsa -f "$dir/host_key"
+	port=$(free_port)
+	sed -e "s|^Port .*|Port $port|" -e "s|^HostKey .*|HostKey $dir/host_key|" \
+		-e "s|^PidFile .*|PidFile $dir/sshd.pid|" "$SSHD_DIR/sshd_config" > "$dir/sshd_config"
+	echo 'HostKeyAlgorithms ssh-rsa' >> "$dir/sshd_config"
+	/usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
+	wait_for_port "$port" 10
+	printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$dir/host_key.pub")" > "$dir/known_hosts"
+	deploy "$(target_config --argjson port "$port" --arg known "$dir/known_hosts" '. + {port:$port, known_hosts:$known}')" v1
+	stop_sshd "$dir"
+	expect_status 69
+	expect_contains "$stderr" "host key algorithm ssh-rsa"
+	expect_contains "$stderr" "only algorithms certctl rejects"
+	[ ! -e "$REMOTE/cert.pem" ] || { echo "cert.pem written"; return 1; }
 }
