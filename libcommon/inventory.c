@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "agentkey.h"
 #include "db.h"
 #include "exitcode.h"
 #include "inventory.h"
@@ -13,9 +14,19 @@
  * xmax = 0 on the returned row means the row was inserted, not updated.
  */
 static const char upsert_agent_sql[] =
-	"INSERT INTO agents (id, name) VALUES ($1, $2)"
-	" ON CONFLICT (id) DO UPDATE SET name = COALESCE($2, agents.name), updated_at = now()"
+	"INSERT INTO agents (id, name, public_key, db_role) VALUES ($1, $2, $3, $4)"
+	" ON CONFLICT (id) DO UPDATE SET name = COALESCE($2, agents.name),"
+	" public_key = COALESCE($3, agents.public_key), db_role = COALESCE($4, agents.db_role),"
+	" updated_at = now()"
 	" RETURNING (xmax = 0)";
+
+/*
+ * Copies sealed to a key the agent no longer has cannot be opened: a new
+ * public key drops them, and the next enqueue seals the current versions again.
+ */
+static const char drop_stale_sealed_keys_sql[] =
+	"DELETE FROM version_keys k USING agents a WHERE a.id = $1 AND k.agent_id = a.id"
+	" AND a.public_key IS DISTINCT FROM $2";
 
 /* FOR SHARE: a concurrent retire of the agent waits for this line's commit. */
 static const char agent_state_sql[] =
@@ -104,7 +115,15 @@ int inventory_line_parse(json_object *line, struct inventory_item *item, struct 
 		return error_set(err, EXIT_DATA, "unknown kind \"%s\" (agent, target or certificate)", item->kind);
 	if (optional_string(line, "name", &item->name, err) != 0)
 		goto bad;
-	if (kind_is(item, "target")) {
+	if (kind_is(item, "agent")) {
+		unsigned char public_key[AGENT_KEY_BYTES];
+
+		if (optional_string(line, "public_key", &item->public_key, err) != 0 ||
+		    optional_string(line, "db_role", &item->db_role, err) != 0 ||
+		    (item->public_key != NULL &&
+		     agent_public_key_parse(item->public_key, public_key, err) != 0))
+			goto bad;
+	} else if (kind_is(item, "target")) {
 		if (required_string(line, "type", &item->type, err) != 0 ||
 		    required_string(line, "agent_id", &item->agent_id, err) != 0)
 			goto bad;
@@ -138,9 +157,14 @@ bad:
 static int store_agent(PGconn *conn, const struct inventory_item *item, int *inserted,
 		       struct error *err)
 {
-	const char *params[2] = { item->id, item->name };
+	const char *params[4] = { item->id, item->name, item->public_key, item->db_role };
+	const char *drop_params[2] = { item->id, item->public_key };
+	int code;
 
-	return upsert(conn, upsert_agent_sql, 2, params, inserted, err);
+	if (item->public_key != NULL &&
+	    (code = db_command(conn, drop_stale_sealed_keys_sql, 2, drop_params, err)) != 0)
+		return code;
+	return upsert(conn, upsert_agent_sql, 4, params, inserted, err);
 }
 
 static int store_target(PGconn *conn, const struct inventory_item *item, int *inserted,

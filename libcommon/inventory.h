@@ -19,6 +19,7 @@
 /* What one inventory line says; strings borrowed from the line, NULL when absent. */
 struct inventory_item {
 	const char *kind, *id, *name;
+	const char *public_key, *db_role;           /* agent */
 	const char *type, *agent_id, *config_json;  /* target */
 	const char *common_name, *targets_json;     /* certificate */
 };

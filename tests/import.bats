@@ -565,3 +565,28 @@ peak_rss_kib() {
 	expect_contains "$stderr" "line 1: longer than 1048576 bytes"
 	expect_equal 0 "$(sql "SELECT count(*) FROM agents WHERE id = 'agent-over'")" "agents stored"
 }
+
+@test "import inventory: an agent line's public_key and db_role are stored; a new key drops the old sealed copies" {
+	sql "INSERT INTO agents (id) VALUES ('agent-web01');
+	     INSERT INTO deployment_targets (id, type, agent_id) VALUES ('target-a', 'file', 'agent-web01');
+	     INSERT INTO certificate_targets VALUES ('mc-shop', 'target-a')"
+	run --separate-stderr certctl-import <<<"{\"kind\":\"agent\",\"id\":\"agent-web01\",\"public_key\":\"$TEST_PUBLIC_KEY\",\"db_role\":\"role_web01\"}"
+	expect_status 0
+	expect_equal "$TEST_PUBLIC_KEY|role_web01" "$(sql "SELECT public_key || '|' || db_role FROM agents WHERE id = 'agent-web01'")"
+	certctl-import --certificate mc-shop --cert "$PKI/shop.pem" --key "$PKI/shop.key" >/dev/null
+	expect_equal 1 "$(sql "SELECT count(*) FROM version_keys WHERE agent_id = 'agent-web01'")" "sealed at import"
+	# The same key again keeps the copy; another key drops it.
+	certctl-import <<<"{\"kind\":\"agent\",\"id\":\"agent-web01\",\"public_key\":\"$TEST_PUBLIC_KEY\"}" >/dev/null
+	expect_equal 1 "$(sql "SELECT count(*) FROM version_keys")" "same key"
+	other=$(certctl-keygen --key-file "$BATS_TEST_TMPDIR/other.key" | jq -r .public_key)
+	certctl-import <<<"{\"kind\":\"agent\",\"id\":\"agent-web01\",\"public_key\":\"$other\"}" >/dev/null
+	expect_equal 0 "$(sql "SELECT count(*) FROM version_keys")" "another key"
+	expect_equal "role_web01" "$(sql "SELECT db_role FROM agents WHERE id = 'agent-web01'")" "db_role kept"
+}
+
+@test "import inventory: a malformed public_key refuses the line (65) and stores nothing" {
+	run --separate-stderr certctl-import <<<'{"kind":"agent","id":"agent-web01","public_key":"c2hvcnQ="}'
+	expect_status 65
+	expect_contains "$stderr" "agent agent-web01"
+	expect_equal 0 "$(sql "SELECT count(*) FROM agents WHERE id = 'agent-web01'")"
+}
