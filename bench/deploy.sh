@@ -46,6 +46,9 @@ FROM generate_series(1, :n) i;
 INSERT INTO certificate_targets (certificate_id, target_id) SELECT 'mc-bench', id FROM deployment_targets;
 SQL
 for i in $(seq 1 "$JOBS"); do mkdir -p "$work/targets/$i" "$work/shell/$i"; done
+# The agent's own key pair: versions are sealed to it, and the deploy opens its copy.
+export CERTCTL_AGENT_KEY_FILE="$work/agent.key"
+certctl-enroll agent-bench --public-key "$(certctl-keygen | jq -r .public_key)" >/dev/null
 
 # round VERSION: import (unless already), enqueue, then time claim | deploy.
 round() {
