@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "claim.h"
@@ -580,4 +581,14 @@ json_object *claim_job_by_id(PGconn *conn, const char *job_id, const char *job_t
 			  job_id, PQgetvalue(result, 0, 1), PQgetvalue(result, 0, 0), job_type);
 	PQclear(result);
 	return NULL;
+}
+
+void default_worker_name(char name[WORKER_NAME_SIZE])
+{
+	char host[HOST_NAME_MAX + 1];
+
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(name, WORKER_NAME_SIZE, "%s:%ld", host, (long)getpid());
 }

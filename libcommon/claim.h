@@ -2,6 +2,7 @@
 #ifndef CERTCTL_CLAIM_H
 #define CERTCTL_CLAIM_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -15,6 +16,12 @@
 /* A reaped job waits BASE * 2^(attempts-1) seconds, at most CAP, before its next claim. */
 #define REAP_BACKOFF_BASE_SECONDS 30
 #define REAP_BACKOFF_CAP_SECONDS 3600
+
+/* Room for a default worker name: the host name, ':' and a pid. */
+#define WORKER_NAME_SIZE (HOST_NAME_MAX + 32)
+
+/* The worker a claim records when none is named: "hostname:pid" (claim and deploy --job). */
+void default_worker_name(char name[WORKER_NAME_SIZE]);
 
 struct claim_request {
 	const char *agent_id;   /* NULL: a central claim */

@@ -3,7 +3,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "claim.h"
 #include "command.h"
@@ -48,7 +47,7 @@ struct claim_command {
 	struct claim_request request;
 	bool reap, follow, claim_option;
 	long wait_seconds;      /* -1: no --wait */
-	char default_worker[HOST_NAME_MAX + 32];
+	char default_worker[WORKER_NAME_SIZE];
 };
 
 static const char *const job_types[] = { "Issuance", "Renewal", "Deployment", "Validation" };
@@ -118,7 +117,6 @@ static int claim_check(void *state, const char *dsn, int operand_count, char *op
 		       struct error *err)
 {
 	struct claim_command *claim = state;
-	char host[HOST_NAME_MAX + 1];
 
 	(void)dsn, (void)err;
 	if (operand_count != 0)
@@ -128,10 +126,7 @@ static int claim_check(void *state, const char *dsn, int operand_count, char *op
 	if (claim->request.any && claim->request.agent_id != NULL)
 		return usage_error("--any is for a central claim; it does not go with --agent");
 	if (claim->request.worker == NULL) {
-		if (gethostname(host, sizeof(host)) != 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		snprintf(claim->default_worker, sizeof(claim->default_worker), "%s:%ld", host, (long)getpid());
+		default_worker_name(claim->default_worker);
 		claim->request.worker = claim->default_worker;
 	}
 	return 0;

@@ -1,10 +1,9 @@
 /* certctl-deploy: install the certificates of Deployment jobs and finish the jobs. */
-#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "claim.h"
 #include "command.h"
 #include "deploy.h"
 #include "options.h"
@@ -32,7 +31,7 @@ struct deploy_command {
 	struct deploy_options options;
 	const char *job_id;
 	bool verify_set;
-	char default_worker[HOST_NAME_MAX + 32];
+	char default_worker[WORKER_NAME_SIZE];
 };
 
 static int deploy_option(void *state, int option, char *argument)
@@ -76,7 +75,6 @@ static int deploy_check(void *state, const char *dsn, int operand_count, char *o
 			struct error *err)
 {
 	struct deploy_command *deploy = state;
-	char host[HOST_NAME_MAX + 1];
 
 	(void)dsn, (void)err;
 	if (operand_count != 0)
@@ -86,10 +84,7 @@ static int deploy_check(void *state, const char *dsn, int operand_count, char *o
 	if (deploy->options.worker != NULL && deploy->job_id == NULL)
 		return usage_error("--worker goes with --job");
 	if (deploy->options.worker == NULL) {
-		if (gethostname(host, sizeof(host)) != 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		snprintf(deploy->default_worker, sizeof(deploy->default_worker), "%s:%ld", host, (long)getpid());
+		default_worker_name(deploy->default_worker);
 		deploy->options.worker = deploy->default_worker;
 	}
 	return 0;
