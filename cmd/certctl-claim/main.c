@@ -63,7 +63,7 @@ static bool is_job_type(const char *text)
 /* A positive whole number no larger than max, for --limit and --lease. */
 static bool parse_positive(const char *text, long max, long *value)
 {
-	return parse_seconds(text, value) && *value >= 1 && *value <= max;
+	return parse_non_negative_long(text, value) && *value >= 1 && *value <= max;
 }
 
 static int claim_option(void *state, int option, char *argument)
@@ -96,7 +96,7 @@ static int claim_option(void *state, int option, char *argument)
 		claim->request.worker = argument;
 		return 0;
 	case OPTION_WAIT:
-		if (!parse_seconds(argument, &claim->wait_seconds) || claim->wait_seconds > 86400)
+		if (!parse_non_negative_long(argument, &claim->wait_seconds) || claim->wait_seconds > 86400)
 			return usage_error("--wait takes seconds from 0 to 86400, not '%s'", argument);
 		return 0;
 	case OPTION_FOLLOW:

@@ -61,14 +61,14 @@ static int heartbeat_option(void *state, int option, char *argument)
 		heartbeat->request.agent_version = argument;
 		return 0;
 	case OPTION_EVERY:
-		if (!parse_seconds(argument, &heartbeat->every) || heartbeat->every < 1)
+		if (!parse_non_negative_long(argument, &heartbeat->every) || heartbeat->every < 1)
 			return usage_error("--every takes a positive number of seconds, not '%s'", argument);
 		return 0;
 	case OPTION_STALE:
 		heartbeat->stale = true;
 		return 0;
 	case OPTION_OLDER_THAN:
-		if (!parse_seconds(argument, &heartbeat->older_than))
+		if (!parse_non_negative_long(argument, &heartbeat->older_than))
 			return usage_error("--older-than takes a number of seconds, not '%s'", argument);
 		return 0;
 	default:

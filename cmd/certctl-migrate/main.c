@@ -37,11 +37,11 @@ static int migrate_option(void *state, int option, char *argument)
 		migrate->dir = argument;
 		return 0;
 	case OPTION_TO:
-		if (!parse_seconds(argument, &migrate->to_version))
+		if (!parse_non_negative_long(argument, &migrate->to_version))
 			return usage_error("--to takes a migration number, not '%s'", argument);
 		return 0;
 	case OPTION_STEPS:
-		if (!parse_seconds(argument, &migrate->steps) || migrate->steps < 1)
+		if (!parse_non_negative_long(argument, &migrate->steps) || migrate->steps < 1)
 			return usage_error("--steps takes a positive number, not '%s'", argument);
 		return 0;
 	default:

@@ -59,7 +59,7 @@ static int verify_option(void *state, int option, char *argument)
 		verify->request.ca_file = argument;
 		return 0;
 	case OPTION_TIMEOUT:
-		if (!parse_seconds(argument, &timeout) || timeout < 1 || timeout > VERIFY_MAX_TIMEOUT_SECONDS)
+		if (!parse_non_negative_long(argument, &timeout) || timeout < 1 || timeout > VERIFY_MAX_TIMEOUT_SECONDS)
 			return usage_error("--timeout takes 1 to %d seconds, not '%s'",
 					   VERIFY_MAX_TIMEOUT_SECONDS, argument);
 		verify->request.timeout_seconds = (int)timeout;
