@@ -13,6 +13,7 @@
 #include "audit.h"
 #include "claim.h"
 #include "db.h"
+#include "deadline.h"
 #include "exitcode.h"
 #include "jobs.h"
 #include "jsonl.h"
@@ -267,14 +268,6 @@ out:
 	for (int r = 0; r < result_count; r++)
 		PQclear(results[r]);
 	return code;
-}
-
-static long long monotonic_milliseconds(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* Reads what the server sent; returns how many notifications were waiting, or -1. */

@@ -17,6 +17,7 @@
 #include <openssl/x509v3.h>
 #include <openssl/x509_vfy.h>
 
+#include "deadline.h"
 #include "exitcode.h"
 #include "signals.h"
 #include "sslerror.h"
@@ -66,14 +67,6 @@ malformed:
 	return error_set(err, EXIT_USAGE, "%s: endpoint must be HOST:PORT or [IPV6]:PORT", text);
 }
 
-static long long monotonic_ms(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /*
  * Waits for events on fd until the deadline. Returns 0 when ready, else an
  * exit code: EXIT_UNAVAILABLE on timeout, EXIT_TEMPORARY when a stop signal came.
@@ -90,7 +83,7 @@ static int wait_for(int fd, short events, long long deadline, const char *what,
 		if (signals_stop_requested())
 			return error_set(err, EXIT_TEMPORARY, "%s: %s interrupted by a signal",
 					 endpoint, what);
-		remaining = deadline - monotonic_ms();
+		remaining = deadline - monotonic_milliseconds();
 		if (remaining <= 0)
 			return error_set(err, EXIT_UNAVAILABLE, "%s: %s timed out after %d s",
 					 endpoint, what, timeout_seconds);
@@ -291,7 +284,7 @@ int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
 	if ((store = load_trust_store(ca_file, err)) == NULL)
 		return err->code;
 
-	deadline = monotonic_ms() + (long long)timeout_seconds * 1000;
+	deadline = monotonic_milliseconds() + (long long)timeout_seconds * 1000;
 	if ((fd = connect_with_deadline(&endpoint, endpoint_text, deadline, timeout_seconds, err)) < 0) {
 		code = err->code;
 		goto out;
