@@ -211,8 +211,16 @@ static int lock_active_agent(PGconn *conn, const char *agent_id, struct error *e
 	return code;
 }
 
-int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
-	       long *count, long *claimed, struct error *err)
+/*
+ * Claims up to request->limit jobs in one transaction (FOR UPDATE SKIP LOCKED,
+ * so concurrent claimants get disjoint sets), then writes one job line each
+ * to output. *count is the number of lines written, *claimed the number of
+ * jobs flipped to Running (an agent's AwaitingCSR jobs are listed, not
+ * claimed). Returns 0 (nothing to do included), EXIT_NOT_FOUND (unknown
+ * agent), EXIT_RETIRED, or a database code.
+ */
+static int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
+		      long *count, long *claimed, struct error *err)
 {
 	PGresult *results[MAX_CLAIM_RESULTS] = { NULL };
 	int result_count = 0, code;

@@ -52,8 +52,5 @@ void json_add_text_column(json_object *object, const char *key,
 /* Adds the column as a JSON integer, or null when SQL NULL. */
 void json_add_int_column(json_object *object, const char *key,
 			 const PGresult *result, int row, int column);
-/* Adds the column as a JSON boolean ('t'/'f'), or null when SQL NULL. */
-void json_add_bool_column(json_object *object, const char *key,
-			  const PGresult *result, int row, int column);
 
 #endif

@@ -21,7 +21,8 @@
 
 extern char **environ;
 
-int command_timeout_seconds(void)
+/* The command timeout in seconds ($CERTCTL_COMMAND_TIMEOUT or the default). */
+static int command_timeout_seconds(void)
 {
 	const char *text = getenv(COMMAND_TIMEOUT_ENV);
 	char *end;
