@@ -8,6 +8,7 @@
 #include "exitcode.h"
 #include "jsonl.h"
 #include "log.h"
+#include "pgjson.h"
 #include "scope.h"
 #include "signals.h"
 

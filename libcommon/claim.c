@@ -17,6 +17,7 @@
 #include "exitcode.h"
 #include "jobs.h"
 #include "jsonl.h"
+#include "pgjson.h"
 #include "scope.h"
 #include "signals.h"
 
