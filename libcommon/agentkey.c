@@ -35,7 +35,8 @@ static int sodium_ready(struct error *err)
 	return 0;
 }
 
-const char *agent_key_path(const char *path)
+/* path NULL: $CERTCTL_AGENT_KEY_FILE (an empty value counts as unset), else AGENT_KEY_DEFAULT_PATH */
+static const char *agent_key_path(const char *path)
 {
 	const char *from_environment;
 

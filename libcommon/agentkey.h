@@ -21,21 +21,19 @@ struct agent_keypair {
 	unsigned char secret_key[AGENT_KEY_BYTES];
 };
 
-/* path NULL: $CERTCTL_AGENT_KEY_FILE (an empty value counts as unset), else AGENT_KEY_DEFAULT_PATH */
-const char *agent_key_path(const char *path);
-
 /*
  * Creates a new key file (O_CREAT|O_EXCL|O_NOFOLLOW, 0600, fsync'd, written
  * completely or removed) and fills pair; an existing file is never replaced:
  * it is loaded instead and *created is false. Directory missing/unwritable:
- * EXIT_CANT_CREATE (73). path NULL: agent_key_path(NULL).
+ * EXIT_CANT_CREATE (73). path NULL: $CERTCTL_AGENT_KEY_FILE (empty counts as
+ * unset), else AGENT_KEY_DEFAULT_PATH.
  */
 int agent_key_create(const char *path, struct agent_keypair *pair, bool *created, struct error *err);
 
 /*
  * Loads the key file; unset/missing/unreadable/malformed/accessible by group
- * or others: EXIT_CONFIG (78), message names the file and why. path NULL:
- * agent_key_path(NULL). pair is wiped on failure.
+ * or others: EXIT_CONFIG (78), message names the file and why. path NULL: as
+ * agent_key_create(). pair is wiped on failure.
  */
 int agent_key_load(const char *path, struct agent_keypair *pair, struct error *err);
 

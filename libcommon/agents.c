@@ -4,9 +4,11 @@
 
 #include "agents.h"
 #include "db.h"
+#include "deadline.h"
 #include "exitcode.h"
 #include "jsonl.h"
 #include "log.h"
+#include "pgjson.h"
 #include "scope.h"
 #include "signals.h"
 
@@ -129,21 +131,15 @@ int agent_heartbeat(PGconn *conn, const struct heartbeat_request *request,
  */
 static bool wait_or_stop(long seconds, const sigset_t *unblocked)
 {
-	struct timespec now, deadline, left;
+	long long deadline = monotonic_milliseconds() + seconds * 1000LL, left;
+	struct timespec timeout;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += seconds;
 	while (!signals_stop_requested()) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left.tv_sec = deadline.tv_sec - now.tv_sec;
-		left.tv_nsec = deadline.tv_nsec - now.tv_nsec;
-		if (left.tv_nsec < 0) {
-			left.tv_sec--;
-			left.tv_nsec += 1000000000L;
-		}
-		if (left.tv_sec < 0)
+		if ((left = deadline - monotonic_milliseconds()) < 0)
 			break;
-		if (ppoll(NULL, 0, &left, unblocked) == 0)
+		timeout.tv_sec = (time_t)(left / 1000);
+		timeout.tv_nsec = (long)(left % 1000) * 1000000L;
+		if (ppoll(NULL, 0, &timeout, unblocked) == 0)
 			break;
 	}
 	return signals_stop_requested();

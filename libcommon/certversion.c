@@ -10,6 +10,7 @@
 #include "exitcode.h"
 #include "jsonl.h"
 #include "log.h"
+#include "pgjson.h"
 #include "versionkeys.h"
 
 /* FOR UPDATE: two imports of one certificate serialize, so the

@@ -8,13 +8,16 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "claim.h"
 #include "db.h"
+#include "deadline.h"
 #include "exitcode.h"
 #include "jobs.h"
 #include "jsonl.h"
+#include "pgjson.h"
 #include "scope.h"
 #include "signals.h"
 
@@ -209,8 +212,16 @@ static int lock_active_agent(PGconn *conn, const char *agent_id, struct error *e
 	return code;
 }
 
-int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
-	       long *count, long *claimed, struct error *err)
+/*
+ * Claims up to request->limit jobs in one transaction (FOR UPDATE SKIP LOCKED,
+ * so concurrent claimants get disjoint sets), then writes one job line each
+ * to output. *count is the number of lines written, *claimed the number of
+ * jobs flipped to Running (an agent's AwaitingCSR jobs are listed, not
+ * claimed). Returns 0 (nothing to do included), EXIT_NOT_FOUND (unknown
+ * agent), EXIT_RETIRED, or a database code.
+ */
+static int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
+		      long *count, long *claimed, struct error *err)
 {
 	PGresult *results[MAX_CLAIM_RESULTS] = { NULL };
 	int result_count = 0, code;
@@ -266,14 +277,6 @@ out:
 	for (int r = 0; r < result_count; r++)
 		PQclear(results[r]);
 	return code;
-}
-
-static long long monotonic_milliseconds(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* Reads what the server sent; returns how many notifications were waiting, or -1. */
@@ -580,4 +583,14 @@ json_object *claim_job_by_id(PGconn *conn, const char *job_id, const char *job_t
 			  job_id, PQgetvalue(result, 0, 1), PQgetvalue(result, 0, 0), job_type);
 	PQclear(result);
 	return NULL;
+}
+
+void default_worker_name(char name[WORKER_NAME_SIZE])
+{
+	char host[HOST_NAME_MAX + 1];
+
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(name, WORKER_NAME_SIZE, "%s:%ld", host, (long)getpid());
 }

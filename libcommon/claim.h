@@ -2,6 +2,7 @@
 #ifndef CERTCTL_CLAIM_H
 #define CERTCTL_CLAIM_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -16,6 +17,12 @@
 #define REAP_BACKOFF_BASE_SECONDS 30
 #define REAP_BACKOFF_CAP_SECONDS 3600
 
+/* Room for a default worker name: the host name, ':' and a pid. */
+#define WORKER_NAME_SIZE (HOST_NAME_MAX + 32)
+
+/* The worker a claim records when none is named: "hostname:pid" (claim and deploy --job). */
+void default_worker_name(char name[WORKER_NAME_SIZE]);
+
 struct claim_request {
 	const char *agent_id;   /* NULL: a central claim */
 	const char *job_type;   /* NULL: every type */
@@ -27,22 +34,15 @@ struct claim_request {
 
 /*
  * Claims up to request->limit jobs in one transaction (FOR UPDATE SKIP LOCKED,
- * so concurrent claimants get disjoint sets), then writes one job line each
- * to output. *count is the number of lines written, *claimed the number of
- * jobs flipped to Running (an agent's AwaitingCSR jobs are listed, not
- * claimed). Returns 0 (nothing to do included), EXIT_NOT_FOUND (unknown
- * agent), EXIT_RETIRED, or a database code.
- */
-int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
-	       long *count, long *claimed, struct error *err);
-
-/*
- * claim_jobs(); while it finds nothing, waits up to wait_seconds for
- * NOTIFY certctl_jobs on the connection socket, or for the earliest future
- * scheduled_at of a Pending job, and tries again. Returns 0 when jobs were
- * claimed or the time ran out, EXIT_TEMPORARY when SIGINT or SIGTERM arrived
+ * so concurrent claimants get disjoint sets) and writes one job line each to
+ * output (*count lines; an agent's AwaitingCSR jobs are listed, not claimed).
+ * While it finds nothing, waits up to wait_seconds for NOTIFY certctl_jobs on
+ * the connection socket, or for the earliest future scheduled_at of a Pending
+ * job, and tries again. Returns 0 when jobs were claimed or the time ran out
+ * (nothing to do included), EXIT_TEMPORARY when SIGINT or SIGTERM arrived
  * (signals_install() first), EXIT_CANT_CREATE when output is a pipe whose
- * reader has gone away, or claim_jobs()'s codes.
+ * reader has gone away, EXIT_NOT_FOUND (unknown agent), EXIT_RETIRED, or a
+ * database code.
  */
 int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
 		       FILE *output, long *count, struct error *err);
@@ -55,7 +55,7 @@ int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long w
  * to idle_seconds (negative: for ever). *count is the number of
  * lines written in all. Returns 0 when idle_seconds passed with nothing to
  * claim, EXIT_TEMPORARY on SIGINT or SIGTERM, EXIT_CANT_CREATE when the
- * reader of the pipe has gone away, or claim_jobs()'s codes.
+ * reader of the pipe has gone away, or claim_jobs_waiting()'s codes.
  */
 int claim_jobs_following(PGconn *conn, const struct claim_request *request, long idle_seconds,
 			 FILE *output, long *count, struct error *err);

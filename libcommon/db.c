@@ -206,13 +206,6 @@ void db_disconnect(PGconn *conn)
 		PQfinish(conn);
 }
 
-int db_sqlstate_is(const PGresult *result, const char *sqlstate)
-{
-	const char *state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;
-
-	return state != NULL && strcmp(state, sqlstate) == 0;
-}
-
 int db_exit_code_for(PGconn *conn, const PGresult *result)
 {
 	const char *state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : NULL;

@@ -44,7 +44,4 @@ void db_rollback(PGconn *conn);
 /* The exit code a failed result stands for (75 for serialization, 69 for connection, ...). */
 int db_exit_code_for(PGconn *conn, const PGresult *result);
 
-/* Is the text an SQLSTATE of a failed result, e.g. "23503"? */
-int db_sqlstate_is(const PGresult *result, const char *sqlstate);
-
 #endif

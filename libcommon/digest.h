@@ -1,4 +1,4 @@
-/* SHA-256 as lowercase hex, for checksums and certificate fingerprints. */
+/* Hex text, and SHA-256 as lowercase hex for checksums and certificate fingerprints. */
 #ifndef CERTCTL_DIGEST_H
 #define CERTCTL_DIGEST_H
 
@@ -10,6 +10,8 @@
 
 /* Writes 2 * length lowercase hex digits and a NUL into hex. */
 void hex_encode(const unsigned char *bytes, size_t length, char *hex);
+/* Reads 2 * length hex digits (either case) into length bytes; -1 at a non-digit (bytes then partly written). */
+int hex_decode(const char *hex, size_t length, unsigned char *bytes);
 
 /* Writes 64 hex digits and a NUL into hex. */
 void sha256_hex(const void *data, size_t length, char hex[SHA256_HEX_SIZE]);

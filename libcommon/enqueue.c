@@ -8,6 +8,7 @@
 #include "jobs.h"
 #include "jsonl.h"
 #include "log.h"
+#include "pgjson.h"
 
 /* FOR UPDATE serializes concurrent enqueues of one certificate, so the
  * "no second Pending job" check below cannot race with itself. */

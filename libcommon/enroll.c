@@ -45,7 +45,12 @@ static const char set_public_key_sql[] =
 /* Rows sealed to the key being replaced can no longer be opened. */
 static const char drop_sealed_keys_sql[] = "DELETE FROM version_keys WHERE agent_id = $1";
 
-int enroll_default_role(const char *agent_id, char role[64], struct error *err)
+/*
+ * The default role name for agent_id: ENROLL_ROLE_PREFIX followed by the id
+ * with every byte outside [a-z0-9_] replaced by '_'. EXIT_DATA when it would
+ * exceed PostgreSQL's 63 bytes.
+ */
+static int enroll_default_role(const char *agent_id, char role[64], struct error *err)
 {
 	size_t prefix = strlen(ENROLL_ROLE_PREFIX), length = strlen(agent_id);
 

@@ -22,13 +22,6 @@ struct enroll_request {
 };
 
 /*
- * The default role name for agent_id: ENROLL_ROLE_PREFIX followed by the id
- * with every byte outside [a-z0-9_] replaced by '_'. EXIT_DATA when it would
- * exceed PostgreSQL's 63 bytes.
- */
-int enroll_default_role(const char *agent_id, char role[64], struct error *err);
-
-/*
  * The whole of certctl-enroll in one transaction (the password file is
  * created first, with O_EXCL, and removed again when anything fails). An
  * agent's role: EXIT_FORBIDDEN; a sentinel agent: EXIT_FORBIDDEN; a retired

@@ -4,6 +4,7 @@
 #include "exitcode.h"
 #include "jobs.h"
 #include "jsonl.h"
+#include "pgjson.h"
 
 static const char finish_fenced_sql[] =
 	"UPDATE jobs SET status = $4, last_error = $5, result = $6::jsonb,"

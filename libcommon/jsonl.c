@@ -208,30 +208,3 @@ bool json_int_field(json_object *object, const char *key, int64_t *value)
 	*value = strtoll(text, &end, 10);
 	return errno == 0 && end != text && *end == '\0';
 }
-
-void json_add_text_column(json_object *object, const char *key,
-			  const PGresult *result, int row, int column)
-{
-	json_object_object_add(object, key,
-			       PQgetisnull(result, row, column)
-				       ? NULL
-				       : json_object_new_string(PQgetvalue(result, row, column)));
-}
-
-void json_add_int_column(json_object *object, const char *key,
-			 const PGresult *result, int row, int column)
-{
-	json_object_object_add(object, key,
-			       PQgetisnull(result, row, column)
-				       ? NULL
-				       : json_object_new_int64(strtoll(PQgetvalue(result, row, column), NULL, 10)));
-}
-
-void json_add_bool_column(json_object *object, const char *key,
-			  const PGresult *result, int row, int column)
-{
-	json_object_object_add(object, key,
-			       PQgetisnull(result, row, column)
-				       ? NULL
-				       : json_object_new_boolean(PQgetvalue(result, row, column)[0] == 't'));
-}

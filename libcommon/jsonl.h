@@ -7,7 +7,6 @@
 #include <stdio.h>
 
 #include <json-c/json.h>
-#include <libpq-fe.h>
 
 #include "error.h"
 
@@ -45,15 +44,5 @@ int jsonl_flush(FILE *output, struct error *err);
 const char *json_string_field(json_object *object, const char *key);
 /* Sets *value from an integer (or integer string) at key; false when absent or bad. */
 bool json_int_field(json_object *object, const char *key, int64_t *value);
-
-/* Adds the column as a JSON string, or null when SQL NULL. */
-void json_add_text_column(json_object *object, const char *key,
-			  const PGresult *result, int row, int column);
-/* Adds the column as a JSON integer, or null when SQL NULL. */
-void json_add_int_column(json_object *object, const char *key,
-			 const PGresult *result, int row, int column);
-/* Adds the column as a JSON boolean ('t'/'f'), or null when SQL NULL. */
-void json_add_bool_column(json_object *object, const char *key,
-			  const PGresult *result, int row, int column);
 
 #endif

@@ -64,11 +64,3 @@ void log_info(const char *fmt, ...)
 	log_line(LOG_VERBOSE, fmt, args);
 	va_end(args);
 }
-
-void log_debug(const char *fmt, ...)
-{
-	va_list args;
-	va_start(args, fmt);
-	log_line(LOG_DEBUG, fmt, args);
-	va_end(args);
-}

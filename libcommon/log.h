@@ -9,10 +9,9 @@ const char *log_program_name(void);
 void log_set_level(int level);
 int log_get_level(void);
 
-/* Errors always print; warnings unless -q; info with -v; debug with -vv. */
+/* Errors always print; warnings unless -q; info with -v. */
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

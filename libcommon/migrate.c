@@ -13,6 +13,7 @@
 #include "jsonl.h"
 #include "log.h"
 #include "migrate.h"
+#include "pgjson.h"
 #include "signals.h"
 
 #ifndef CERTCTL_DATADIR

@@ -51,10 +51,4 @@ int standard_streams_check(struct error *err);
 /* Parses a whole decimal number >= 0 (seconds, counts, versions); false when malformed. */
 int parse_non_negative_long(const char *text, long *value);
 
-/* The old name, which said seconds when counts pass through it too. Remove once no main calls it. */
-static inline int parse_seconds(const char *text, long *value)
-{
-	return parse_non_negative_long(text, value);
-}
-
 #endif

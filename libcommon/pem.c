@@ -337,7 +337,12 @@ void pem_bundle_free(struct pem_bundle *bundle)
 	memset(bundle, 0, sizeof(*bundle));
 }
 
-unsigned char *pem_read_secret_file(const char *path, size_t *length, struct error *err)
+/*
+ * Reads a file holding a secret into a buffer that is never reallocated, so
+ * no stray copy is left in freed memory. Caller OPENSSL_cleanse()s and frees.
+ * Missing or unreadable: EXIT_NOT_FOUND; larger than PEM_MAX_FILE_BYTES: EXIT_DATA.
+ */
+static unsigned char *pem_read_secret_file(const char *path, size_t *length, struct error *err)
 {
 	unsigned char *buffer = NULL;
 	struct stat info;

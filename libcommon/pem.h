@@ -52,11 +52,4 @@ int pem_bundle_load(const char *cert_path, const char *chain_path, const char *k
 /* Frees every field, cleansing the key first; safe on a zeroed bundle. */
 void pem_bundle_free(struct pem_bundle *bundle);
 
-/*
- * Reads a file holding a secret into a buffer that is never reallocated, so
- * no stray copy is left in freed memory. Caller OPENSSL_cleanse()s and frees.
- * Missing or unreadable: EXIT_NOT_FOUND; larger than PEM_MAX_FILE_BYTES: EXIT_DATA.
- */
-unsigned char *pem_read_secret_file(const char *path, size_t *length, struct error *err);
-
 #endif

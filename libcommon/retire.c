@@ -6,6 +6,7 @@
 #include "exitcode.h"
 #include "jsonl.h"
 #include "log.h"
+#include "pgjson.h"
 #include "retire.h"
 #include "scope.h"
 #include "signals.h"

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "exitcode.h"
 #include "runcmd.h"
 
@@ -20,7 +21,8 @@
 
 extern char **environ;
 
-int command_timeout_seconds(void)
+/* The command timeout in seconds ($CERTCTL_COMMAND_TIMEOUT or the default). */
+static int command_timeout_seconds(void)
 {
 	const char *text = getenv(COMMAND_TIMEOUT_ENV);
 	char *end;
@@ -32,14 +34,6 @@ int command_timeout_seconds(void)
 	if (*end != '\0' || seconds < 1 || seconds > 86400)
 		return DEFAULT_COMMAND_TIMEOUT_SECONDS;
 	return (int)seconds;
-}
-
-static long long now_milliseconds(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* Control characters and runs of blanks become one space: a one-line summary. */
@@ -144,7 +138,7 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 {
 	char summary[STDERR_SUMMARY_BYTES + 1], drain[512];
 	size_t kept = 0;
-	long long deadline = now_milliseconds() + (long long)command_timeout_seconds() * 1000;
+	long long deadline = monotonic_milliseconds() + (long long)command_timeout_seconds() * 1000;
 	bool timed_out = false, stderr_closed = false;
 	int pipe_fds[2], status = 0;
 	char **environment;
@@ -176,7 +170,7 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 	 * daemon holding our pipe must not make us wait for the daemon.
 	 */
 	for (long sleep_ns = 50000;;) {
-		long long left = deadline - now_milliseconds();
+		long long left = deadline - monotonic_milliseconds();
 
 		waited = waitpid(pid, &status, WNOHANG);
 		if (waited == pid)

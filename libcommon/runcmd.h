@@ -26,7 +26,4 @@ struct command_env {
  */
 int run_command(char *const argv[], const struct command_env *env, struct error *err);
 
-/* The command timeout in seconds ($CERTCTL_COMMAND_TIMEOUT or the default). */
-int command_timeout_seconds(void);
-
 #endif

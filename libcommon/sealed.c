@@ -1,4 +1,3 @@
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -7,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "digest.h"
 #include "exitcode.h"
 #include "fileio.h"
 #include "log.h"
@@ -17,14 +17,6 @@
 #define SEALED_TAG_BYTES 16
 #define SEALED_OVERHEAD (1 + SEALED_NONCE_BYTES + SEALED_TAG_BYTES)
 #define KEY_FILE_MAX_BYTES 256
-
-static int hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
 
 int sealed_load_key(const char *path, unsigned char key[SEALED_KEY_BYTES], struct error *err)
 {
@@ -51,14 +43,8 @@ int sealed_load_key(const char *path, unsigned char key[SEALED_KEY_BYTES], struc
 	if (length == SEALED_KEY_BYTES) {
 		memcpy(key, content, SEALED_KEY_BYTES);
 	} else if (length == 2 * SEALED_KEY_BYTES) {
-		for (size_t i = 0; i < SEALED_KEY_BYTES && code == 0; i++) {
-			int high = hex_value((unsigned char)content[2 * i]);
-			int low = hex_value((unsigned char)content[2 * i + 1]);
-			if (high < 0 || low < 0)
-				code = error_set(err, EXIT_CONFIG, "key file %s: not 64 hex digits", path);
-			else
-				key[i] = (unsigned char)(high << 4 | low);
-		}
+		if (hex_decode(content, SEALED_KEY_BYTES, key) != 0)
+			code = error_set(err, EXIT_CONFIG, "key file %s: not 64 hex digits", path);
 	} else {
 		code = error_set(err, EXIT_CONFIG,
 				 "key file %s: must hold 32 bytes or 64 hex digits (make one with: openssl rand -hex 32)",

@@ -1,7 +1,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -17,9 +16,10 @@
 #include <openssl/x509v3.h>
 #include <openssl/x509_vfy.h>
 
+#include "deadline.h"
 #include "exitcode.h"
-#include "signals.h"
 #include "sslerror.h"
+#include "tcpconnect.h"
 #include "tlsprobe.h"
 
 #define SECONDS_PER_DAY 86400L
@@ -66,12 +66,30 @@ malformed:
 	return error_set(err, EXIT_USAGE, "%s: endpoint must be HOST:PORT or [IPV6]:PORT", text);
 }
 
-static long long monotonic_ms(void)
+/* failure as err: the endpoint, what was being done (connect, TLS handshake), why. */
+static int tcp_failure_error(const struct tcp_failure *failure, const char *what, const char *endpoint,
+			     const char *host, int timeout_seconds, struct error *err)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	switch (failure->step) {
+	case TCP_FAILED_RESOLVE:
+		return error_set(err, EXIT_UNAVAILABLE, "%s: cannot resolve %s: %s", endpoint, host,
+				 failure->resolve_status == EAI_SYSTEM ? strerror(failure->error_number)
+								       : gai_strerror(failure->resolve_status));
+	case TCP_FAILED_NO_ADDRESS:
+		return error_set(err, EXIT_UNAVAILABLE, "%s: no address to connect to", endpoint);
+	case TCP_FAILED_SOCKET:
+		return error_set(err, EXIT_UNAVAILABLE, "%s: socket: %s", endpoint,
+				 strerror(failure->error_number));
+	case TCP_FAILED_TIMEOUT:
+		return error_set(err, EXIT_UNAVAILABLE, "%s: %s timed out after %d s", endpoint, what,
+				 timeout_seconds);
+	case TCP_FAILED_STOPPED:
+		return error_set(err, EXIT_TEMPORARY, "%s: %s interrupted by a signal", endpoint, what);
+	case TCP_FAILED_CONNECT:
+	default:
+		return error_set(err, EXIT_UNAVAILABLE, "%s: %s: %s", endpoint, what,
+				 strerror(failure->error_number));
+	}
 }
 
 /*
@@ -81,76 +99,11 @@ static long long monotonic_ms(void)
 static int wait_for(int fd, short events, long long deadline, const char *what,
 		    const char *endpoint, int timeout_seconds, struct error *err)
 {
-	struct pollfd poll_fd = { .fd = fd, .events = events, .revents = 0 };
-	long long remaining;
-	int ready;
+	struct tcp_failure failure;
 
-	for (;;) {
-		/* A signal that came between two waits would otherwise go unseen until the deadline. */
-		if (signals_stop_requested())
-			return error_set(err, EXIT_TEMPORARY, "%s: %s interrupted by a signal",
-					 endpoint, what);
-		remaining = deadline - monotonic_ms();
-		if (remaining <= 0)
-			return error_set(err, EXIT_UNAVAILABLE, "%s: %s timed out after %d s",
-					 endpoint, what, timeout_seconds);
-		ready = poll(&poll_fd, 1, remaining > INT_MAX ? INT_MAX : (int)remaining);
-		if (ready > 0)
-			return 0;
-		if (ready < 0 && errno != EINTR)
-			return error_set(err, EXIT_UNAVAILABLE, "%s: %s: %s", endpoint, what,
-					 strerror(errno));
-	}
-}
-
-/* Tries each address in turn; returns a connected non-blocking socket or -1 with err set. */
-static int connect_with_deadline(const struct tls_endpoint *endpoint, const char *text,
-				 long long deadline, int timeout_seconds, struct error *err)
-{
-	struct addrinfo hints, *addresses = NULL, *address;
-	int fd = -1, status, socket_error;
-	socklen_t length;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
-	status = getaddrinfo(endpoint->host, endpoint->port, &hints, &addresses);
-	if (status != 0) {
-		error_set(err, EXIT_UNAVAILABLE, "%s: cannot resolve %s: %s", text, endpoint->host,
-			  status == EAI_SYSTEM ? strerror(errno) : gai_strerror(status));
-		return -1;
-	}
-	error_set(err, EXIT_UNAVAILABLE, "%s: no address to connect to", text);
-	for (address = addresses; address != NULL; address = address->ai_next) {
-		fd = socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			    address->ai_protocol);
-		if (fd < 0) {
-			error_set(err, EXIT_UNAVAILABLE, "%s: socket: %s", text, strerror(errno));
-			continue;
-		}
-		if (connect(fd, address->ai_addr, address->ai_addrlen) == 0)
-			break;
-		if (errno == EINPROGRESS) {
-			status = wait_for(fd, POLLOUT, deadline, "connect", text, timeout_seconds, err);
-			if (status != 0) {
-				/* The deadline covers every address: no point trying the next. */
-				close(fd);
-				fd = -1;
-				break;
-			}
-			length = sizeof(socket_error);
-			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &socket_error, &length) == 0 &&
-			    socket_error == 0)
-				break;
-			errno = socket_error;
-		}
-		error_set(err, EXIT_UNAVAILABLE, "%s: connect: %s", text, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(addresses);
-	return fd;
+	if (tcp_wait(fd, events, deadline, true, &failure) == 0)
+		return 0;
+	return tcp_failure_error(&failure, what, endpoint, NULL, timeout_seconds, err);
 }
 
 static int handshake(SSL *ssl, int fd, long long deadline, const char *text,
@@ -271,6 +224,7 @@ int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
 	      int timeout_seconds, struct tls_probe_result *result, struct error *err)
 {
 	struct tls_endpoint endpoint;
+	struct tcp_failure failure;
 	X509_STORE *store = NULL;
 	SSL_CTX *ssl_context = NULL;
 	SSL *ssl = NULL;
@@ -291,9 +245,10 @@ int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
 	if ((store = load_trust_store(ca_file, err)) == NULL)
 		return err->code;
 
-	deadline = monotonic_ms() + (long long)timeout_seconds * 1000;
-	if ((fd = connect_with_deadline(&endpoint, endpoint_text, deadline, timeout_seconds, err)) < 0) {
-		code = err->code;
+	deadline = monotonic_milliseconds() + (long long)timeout_seconds * 1000;
+	if ((fd = tcp_connect(endpoint.host, endpoint.port, deadline, true, &failure)) < 0) {
+		code = tcp_failure_error(&failure, "connect", endpoint_text, endpoint.host,
+					 timeout_seconds, err);
 		goto out;
 	}
 	ssl_context = SSL_CTX_new(TLS_client_method());

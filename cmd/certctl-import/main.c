@@ -4,14 +4,10 @@
 #include <stdio.h>
 
 #include "certversion.h"
-#include "db.h"
-#include "exitcode.h"
-#include "hygiene.h"
+#include "command.h"
 #include "inventory.h"
-#include "log.h"
 #include "options.h"
 #include "pem.h"
-#include "signals.h"
 
 static const char usage_text[] =
 	"usage: certctl-import [-d DSN] [-v | -q] < inventory.jsonl\n"
@@ -28,131 +24,128 @@ enum {
 	OPTION_ENQUEUE,
 };
 
-struct version_options {
-	const char *certificate_id, *cert, *key, *chain, *lineage;
-	bool enqueue;
+static const struct option long_options[] = {
+	COMMON_LONG_OPTIONS,
+	{ "certificate", required_argument, NULL, OPTION_CERTIFICATE },
+	{ "cert", required_argument, NULL, OPTION_CERT },
+	{ "key", required_argument, NULL, OPTION_KEY },
+	{ "chain", required_argument, NULL, OPTION_CHAIN },
+	{ "certbot-lineage", required_argument, NULL, OPTION_LINEAGE },
+	{ "enqueue", no_argument, NULL, OPTION_ENQUEUE },
+	{ NULL, 0, NULL, 0 },
 };
 
-/* Checks the bundle and loads the sealing key before the database is touched. */
-static int import_version(const struct common_options *common, const struct version_options *options,
-			  struct error *err)
+struct import_command {
+	const char *certificate_id, *cert, *key, *chain, *lineage;   /* certificate_id NULL: inventory */
+	bool enqueue;
+	struct pem_bundle bundle;
+	struct sealing_key sealing_key;
+};
+
+static int import_option(void *state, int option, char *argument)
 {
+	struct import_command *import = state;
+
+	switch (option) {
+	case OPTION_CERTIFICATE:
+		import->certificate_id = argument;
+		return 0;
+	case OPTION_CERT:
+		import->cert = argument;
+		return 0;
+	case OPTION_KEY:
+		import->key = argument;
+		return 0;
+	case OPTION_CHAIN:
+		import->chain = argument;
+		return 0;
+	case OPTION_LINEAGE:
+		import->lineage = argument;
+		return 0;
+	case OPTION_ENQUEUE:
+		import->enqueue = true;
+		return 0;
+	default:
+		return usage_error("unexpected option");
+	}
+}
+
+static int import_check(void *state, const char *dsn, int operand_count, char *operands[],
+			struct error *err)
+{
+	const struct import_command *import = state;
+
+	(void)dsn, (void)err;
+	if (operand_count != 0)
+		return usage_error("unexpected argument '%s'", operands[0]);
+	if (import->certificate_id == NULL) {
+		if (import->cert || import->key || import->chain || import->lineage || import->enqueue)
+			return usage_error("--cert, --key, --chain, --certbot-lineage and --enqueue need --certificate");
+	} else if (import->certificate_id[0] == '\0') {
+		return usage_error("--certificate needs a certificate id");
+	} else if (import->lineage != NULL) {
+		if (import->cert || import->key || import->chain)
+			return usage_error("--certbot-lineage replaces --cert, --key and --chain");
+	} else if (import->cert == NULL || import->key == NULL) {
+		return usage_error("--certificate needs --cert and --key, or --certbot-lineage");
+	}
+	return 0;
+}
+
+/* A version's bundle is checked and the sealing key loaded before the database is touched. */
+static int import_prepare(void *state, struct error *err)
+{
+	struct import_command *import = state;
 	char cert[PATH_MAX], chain[PATH_MAX], key[PATH_MAX];
-	struct sealing_key sealing_key = { { 0 }, false };
-	struct pem_bundle bundle = { 0 };
-	PGconn *conn = NULL;
 	int code;
 
-	if (options->lineage != NULL) {
-		snprintf(cert, sizeof(cert), "%s/cert.pem", options->lineage);
-		snprintf(chain, sizeof(chain), "%s/chain.pem", options->lineage);
-		snprintf(key, sizeof(key), "%s/privkey.pem", options->lineage);
-		code = pem_bundle_load(cert, chain, key, &bundle, err);
+	if (import->certificate_id == NULL)
+		return 0;
+	if (import->lineage != NULL) {
+		snprintf(cert, sizeof(cert), "%s/cert.pem", import->lineage);
+		snprintf(chain, sizeof(chain), "%s/chain.pem", import->lineage);
+		snprintf(key, sizeof(key), "%s/privkey.pem", import->lineage);
+		code = pem_bundle_load(cert, chain, key, &import->bundle, err);
 	} else {
-		code = pem_bundle_load(options->cert, options->chain, options->key, &bundle, err);
+		code = pem_bundle_load(import->cert, import->chain, import->key, &import->bundle, err);
 	}
 	if (code != 0)
 		return code;
-	if ((code = sealing_key_load(&sealing_key, err)) != 0)
-		goto out;
-	if ((conn = db_connect(common->dsn, err)) == NULL) {
-		code = err->code;
-		goto out;
-	}
-	code = certificate_version_import(conn, options->certificate_id, &bundle, &sealing_key,
-					  options->enqueue, stdout, err);
-out:
-	sealing_key_wipe(&sealing_key);
-	pem_bundle_free(&bundle);
-	db_disconnect(conn);
-	return code;
+	return sealing_key_load(&import->sealing_key, err);
 }
 
-static int import_inventory(const struct common_options *common, struct error *err)
+static int import_run(void *state, PGconn **conn, struct error *err)
 {
-	PGconn *conn = db_connect(common->dsn, err);
-	int code;
+	struct import_command *import = state;
 
-	if (conn == NULL)
-		return err->code;
-	code = inventory_import(conn, stdin, stdout, err);
-	db_disconnect(conn);
-	return code;
+	if (import->certificate_id == NULL)
+		return inventory_import(*conn, stdin, stdout, err);
+	return certificate_version_import(*conn, import->certificate_id, &import->bundle,
+					  &import->sealing_key, import->enqueue, stdout, err);
+}
+
+static void import_cleanup(void *state)
+{
+	struct import_command *import = state;
+
+	sealing_key_wipe(&import->sealing_key);
+	pem_bundle_free(&import->bundle);
 }
 
 int main(int argc, char *argv[])
 {
-	static const struct option long_options[] = {
-		COMMON_LONG_OPTIONS,
-		{ "certificate", required_argument, NULL, OPTION_CERTIFICATE },
-		{ "cert", required_argument, NULL, OPTION_CERT },
-		{ "key", required_argument, NULL, OPTION_KEY },
-		{ "chain", required_argument, NULL, OPTION_CHAIN },
-		{ "certbot-lineage", required_argument, NULL, OPTION_LINEAGE },
-		{ "enqueue", no_argument, NULL, OPTION_ENQUEUE },
-		{ NULL, 0, NULL, 0 },
+	static const struct command command = {
+		.name = "certctl-import",
+		.usage = usage_text,
+		.long_options = long_options,
+		.database = COMMAND_CONNECTS,
+		.option = import_option,
+		.check = import_check,
+		.prepare = import_prepare,
+		.run = import_run,
+		.cleanup = import_cleanup,
 	};
-	struct common_options common;
-	struct version_options version = { NULL, NULL, NULL, NULL, NULL, false };
-	struct error err = { 0, "" };
-	int option, code;
+	struct import_command import = { .sealing_key = { { 0 }, false } };
 
-	log_init("certctl-import");
-	if ((code = process_protect_secrets(&err)) != 0) {
-		log_error("%s", err.message);
-		return code;
-	}
-	common_options_init(&common);
-	while ((option = getopt_long(argc, argv, COMMON_SHORT_OPTIONS, long_options, NULL)) != -1) {
-		code = common_option(option, optarg, &common, usage_text, argv);
-		if (code == COMMON_OPTION_CONTINUE)
-			continue;
-		if (code != COMMON_OPTION_NOT_MINE)
-			return code;
-		switch (option) {
-		case OPTION_CERTIFICATE:
-			version.certificate_id = optarg;
-			break;
-		case OPTION_CERT:
-			version.cert = optarg;
-			break;
-		case OPTION_KEY:
-			version.key = optarg;
-			break;
-		case OPTION_CHAIN:
-			version.chain = optarg;
-			break;
-		case OPTION_LINEAGE:
-			version.lineage = optarg;
-			break;
-		case OPTION_ENQUEUE:
-			version.enqueue = true;
-			break;
-		default:
-			return usage_error("unexpected option");
-		}
-	}
-	if (optind != argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (version.certificate_id == NULL) {
-		if (version.cert || version.key || version.chain || version.lineage || version.enqueue)
-			return usage_error("--cert, --key, --chain, --certbot-lineage and --enqueue need --certificate");
-	} else if (version.certificate_id[0] == '\0') {
-		return usage_error("--certificate needs a certificate id");
-	} else if (version.lineage != NULL) {
-		if (version.cert || version.key || version.chain)
-			return usage_error("--certbot-lineage replaces --cert, --key and --chain");
-	} else if (version.cert == NULL || version.key == NULL) {
-		return usage_error("--certificate needs --cert and --key, or --certbot-lineage");
-	}
-
-	signals_install();
-	code = standard_streams_check(&err);
-	if (code == 0 && version.certificate_id != NULL)
-		code = import_version(&common, &version, &err);
-	else if (code == 0)
-		code = import_inventory(&common, &err);
-	if (code != 0)
-		log_error("%s", err.message);
-	return code;
+	return command_main(&command, &import, argc, argv);
 }
