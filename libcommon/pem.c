@@ -337,62 +337,10 @@ void pem_bundle_free(struct pem_bundle *bundle)
 	memset(bundle, 0, sizeof(*bundle));
 }
 
-/*
- * Reads a file holding a secret into a buffer that is never reallocated, so
- * no stray copy is left in freed memory. Caller OPENSSL_cleanse()s and frees.
- * Missing or unreadable: EXIT_NOT_FOUND; larger than PEM_MAX_FILE_BYTES: EXIT_DATA.
- */
-static unsigned char *pem_read_secret_file(const char *path, size_t *length, struct error *err)
-{
-	unsigned char *buffer = NULL;
-	struct stat info;
-	size_t used = 0;
-	ssize_t got;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0) {
-		error_set(err, EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-		error_set(err, EXIT_NOT_FOUND, "%s: not a readable regular file", path);
-		goto fail;
-	}
-	if (info.st_size > PEM_MAX_FILE_BYTES) {
-		error_set(err, EXIT_DATA, "%s: larger than %d bytes", path, PEM_MAX_FILE_BYTES);
-		goto fail;
-	}
-	/* Sized once from fstat: growing would leave copies of the key behind. */
-	buffer = malloc((size_t)info.st_size + 1);
-	if (buffer == NULL) {
-		error_set(err, EXIT_INTERNAL, "%s: out of memory", path);
-		goto fail;
-	}
-	while (used < (size_t)info.st_size &&
-	       (got = read(fd, buffer + used, (size_t)info.st_size - used)) != 0) {
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			error_set(err, EXIT_NOT_FOUND, "%s: %s", path, strerror(errno));
-			OPENSSL_cleanse(buffer, used);
-			free(buffer);
-			buffer = NULL;
-			goto fail;
-		}
-		used += (size_t)got;
-	}
-	buffer[used] = '\0';
-	*length = used;
-fail:
-	close(fd);
-	return buffer;
-}
-
 int pem_bundle_load(const char *cert_path, const char *chain_path, const char *key_path,
 		    struct pem_bundle *bundle, struct error *err)
 {
-	char *cert_text = NULL, *chain_text = NULL;
-	unsigned char *key_text = NULL;
+	char *cert_text = NULL, *chain_text = NULL, *key_text = NULL;
 	size_t cert_length = 0, chain_length = 0, key_length = 0;
 	int code = 0;
 
@@ -400,16 +348,14 @@ int pem_bundle_load(const char *cert_path, const char *chain_path, const char *k
 	if ((cert_text = file_read_all(cert_path, PEM_MAX_FILE_BYTES, &cert_length, err)) == NULL ||
 	    (chain_path != NULL &&
 	     (chain_text = file_read_all(chain_path, PEM_MAX_FILE_BYTES, &chain_length, err)) == NULL) ||
-	    (key_text = pem_read_secret_file(key_path, &key_length, err)) == NULL) {
+	    (key_text = secret_file_read(key_path, PEM_MAX_FILE_BYTES, &key_length, err)) == NULL) {
 		code = err->code;
 		goto out;
 	}
 	code = pem_bundle_check(cert_text, cert_length, cert_path, chain_text, chain_length,
-				chain_path, key_text, key_length, key_path, bundle, err);
+				chain_path, (const unsigned char *)key_text, key_length, key_path, bundle, err);
 out:
-	if (key_text != NULL)
-		OPENSSL_cleanse(key_text, key_length);
-	free(key_text);
+	secret_free(key_text, key_length);
 	free(chain_text);
 	free(cert_text);
 	return code;
