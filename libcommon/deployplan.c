@@ -236,7 +236,7 @@ int deploy_plan_build(const char *target_id, const char *type, json_object *conf
 	bool has_chain = material->chain_pem != NULL && material->chain_pem[0] != '\0';
 	unsigned char *bytes;
 	size_t length;
-	json_object *retention;
+	json_object *retention, *shared;
 
 	memset(plan, 0, sizeof(*plan));
 	plan->target_id = strdup(target_id);
@@ -279,6 +279,12 @@ int deploy_plan_build(const char *target_id, const char *type, json_object *conf
 			return error_set(err, EXIT_CONFIG, "%s: config backup_retention: must be -1 (no backups) or 0..1000",
 					 target_id);
 		plan->backup_retention = (int)keep;
+	}
+	if (json_object_object_get_ex(config, "allow_shared_directory", &shared)) {
+		if (!json_object_is_type(shared, json_type_boolean))
+			return error_set(err, EXIT_CONFIG, "%s: config allow_shared_directory: must be true or false",
+					 target_id);
+		plan->allow_shared_directory = json_object_get_boolean(shared);
 	}
 	if ((endpoint != NULL && (plan->verify_endpoint = strdup(endpoint)) == NULL) ||
 	    (sni != NULL && (plan->verify_sni = strdup(sni)) == NULL))

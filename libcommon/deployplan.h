@@ -45,6 +45,7 @@ struct deploy_plan {
 	char **validate_argv;   /* NULL-terminated, or NULL for none */
 	char **reload_argv;     /* NULL-terminated, or NULL for none */
 	int backup_retention;   /* newest N backups kept per file; BACKUPS_DISABLED: none, no rollback */
+	bool allow_shared_directory; /* local: deploy into directories other users can write to */
 	char *verify_endpoint;  /* "host:port" or NULL */
 	char *verify_sni;       /* or NULL */
 };
