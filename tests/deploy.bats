@@ -493,6 +493,7 @@ default_commands() {
 	grep -qx 'LANG=C.UTF-8' "$D/env.txt"
 	grep -qx 'LC_TIME=C' "$D/env.txt"
 	grep -qx 'TZ=UTC' "$D/env.txt"
+}
 
 @test "deploy: a 2 MiB line and a line with a NUL are 65 with their line numbers; pass-through and jobs go on in bounded memory" {
 	add_target target-files file "$(files_config)"
@@ -505,7 +506,8 @@ default_commands() {
 		printf '{"id":"job-nul","type":"Renewal"}\0{"id":"job-joined","type":"Renewal"}\n'
 		claim_jobs
 	} > "$input"
-	run --separate-stderr /usr/bin/time -v -o "$BATS_TEST_TMPDIR/time" certctl-deploy < "$input"
+	run --separate-stderr as_agent agent-web01 /usr/bin/time -v -o "$BATS_TEST_TMPDIR/time" \
+		"$CERTCTL_BIN/certctl-deploy" < "$input"
 	expect_status 65
 	expect_contains "$stderr" "certctl-deploy: line 2: longer than 1048576 bytes"
 	expect_contains "$stderr" "certctl-deploy: line 3: holds a NUL byte"

@@ -560,6 +560,7 @@ pipeline_setup() {
 	expect_status 77
 	expect_contains "$stderr" "authentication refused (password)"
 	cmp "$REMOTE/key.pem" "$PKI/v1.key"
+}
 
 @test "ssh: a server offering only ssh-rsa (SHA-1) host keys is refused with 69 naming the algorithm" {
 	dir="$BATS_TEST_TMPDIR/sshd-rsa"
