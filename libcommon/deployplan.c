@@ -403,6 +403,16 @@ json_object *deploy_result_metadata(const struct deploy_plan *plan,
 		}
 		json_object_object_add(metadata, keys[k].key, json_object_new_string(backup_status_name(status)));
 	}
+	for (size_t i = 0; i < plan->file_count; i++) {
+		json_object *left;
+		if (result->interrupted_backup[i][0] == '\0')
+			continue;
+		if (!json_object_object_get_ex(metadata, "interrupted_run_backups", &left)) {
+			left = json_object_new_array();
+			json_object_object_add(metadata, "interrupted_run_backups", left);
+		}
+		json_object_array_add(left, json_object_new_string(result->interrupted_backup[i]));
+	}
 	if (result->daemon_state_unknown)
 		json_object_object_add(metadata, "daemon_state_unknown", json_object_new_boolean(1));
 	if (result->manual_action_required)
