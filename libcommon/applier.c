@@ -3,6 +3,7 @@
 
 #include "applier.h"
 #include "exitcode.h"
+#include "runcmd.h"
 #include "signals.h"
 
 /* Restores files [0, count); true when every one is back. Appends "path: why" to reasons. */
@@ -84,6 +85,7 @@ static int roll_back_install(const struct applier *applier, const struct deploy_
 	char reasons[ERROR_MESSAGE_MAX] = "";
 	size_t installed = applier->restore_failed_install ? failed + 1 : failed;
 
+	run_deadline_rollback(true);
 	applier->ops->remove_temps(applier->context);
 	if (!restore_files(applier, plan, installed, result, reasons, sizeof(reasons))) {
 		result->manual_action_required = true;
@@ -103,6 +105,8 @@ static int roll_back_reload(const struct applier *applier, const struct deploy_p
 	char reasons[ERROR_MESSAGE_MAX] = "";
 	struct error again = { 0, "" };
 
+	/* The restore and the reload after it may use the time kept back for them. */
+	run_deadline_rollback(true);
 	if (!restore_files(applier, plan, plan->file_count, result, reasons, sizeof(reasons))) {
 		result->manual_action_required = true;
 		return deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
@@ -153,6 +157,7 @@ int applier_run(const struct applier *applier, const struct deploy_plan *plan,
 	if (all_same)
 		return deploy_result_finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
 	code = install_and_reload(applier, plan, result, err);
+	run_deadline_rollback(false);
 	if (code != EXIT_MANUAL_ACTION && applier->ops->prune_backups != NULL)
 		applier->ops->prune_backups(applier->context);
 	return code;

@@ -19,9 +19,11 @@
 #include "jobs.h"
 #include "jsonl.h"
 #include "log.h"
+#include "runcmd.h"
 #include "scope.h"
 #include "signals.h"
 #include "sshdeploy.h"
+#include "sshsession.h"
 #include "tlsprobe.h"
 
 static const char load_job_sql[] =
@@ -347,6 +349,29 @@ static int report_dry_run(const struct run *run, const struct job *job, const st
 	return code;
 }
 
+/*
+ * A job starts only when validate and reload at their full timeout and a
+ * rollback still fit before the run deadline; else it stays Running under
+ * its lease, for the reaper to hand out again, and systemd never kills a
+ * deploy mid-way.
+ */
+static bool job_fits_run_deadline(const struct job *job, const struct deploy_plan *plan, json_object *config)
+{
+	int timeout = command_timeout_seconds();
+	long long left, needed;
+	json_object *value;
+
+	if (strcmp(plan->target_type, "ssh") == 0)
+		timeout = json_object_object_get_ex(config, "command_timeout", &value) ? json_object_get_int(value)
+										      : SSH_DEFAULT_COMMAND_TIMEOUT;
+	if (run_deadline_job_fits(timeout, &left, &needed))
+		return true;
+	log_error("%s: not started: %.1f s left before the run deadline (%s), a deploy may need %.1f s; "
+		  "left Running for the reaper", job->id, (double)(left > 0 ? left : 0) / 1000, RUN_DEADLINE_ENV,
+		  (double)needed / 1000);
+	return false;
+}
+
 static int deploy_one(struct run *run, struct job *job, const PGresult *row)
 {
 	struct deploy_plan plan;
@@ -379,6 +404,10 @@ static int deploy_one(struct run *run, struct job *job, const PGresult *row)
 	}
 	if (run->options->dry_run) {
 		code = report_dry_run(run, job, &plan);
+		goto out;
+	}
+	if (!job_fits_run_deadline(job, &plan, config)) {
+		code = EXIT_TEMPORARY;
 		goto out;
 	}
 	if (strcmp(plan.target_type, "ssh") == 0)
@@ -505,6 +534,8 @@ int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *i
 	json_object *line;
 	int status, code = 0;
 
+	if (run_deadline_start(err) != 0)
+		return err->code;
 	jsonl_reader_init(&reader, input);
 	while (!signals_stop_requested() && (status = jsonl_read(&reader, &line, err)) != 0) {
 		const char *type;
@@ -547,6 +578,8 @@ int deploy_job_by_id(PGconn *conn, const struct deploy_options *options, const c
 
 	if (options->dry_run)
 		return error_set(err, EXIT_USAGE, "--dry-run reads job lines; it does not claim with --job");
+	if (run_deadline_start(err) != 0)
+		return err->code;
 	line = claim_job_by_id(conn, job_id, "Deployment", options->worker, DEFAULT_LEASE_SECONDS, err);
 	if (line == NULL)
 		return err->code;

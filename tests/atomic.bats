@@ -481,3 +481,28 @@ fifo_refused() {
 	expect_contains "$(field .error)" "is not a regular file"
 	[ ! -e "$D/cert.pem" ]
 }
+
+# Run deadline (issue 13): commands end before the unit's TimeoutStartSec would kill the deploy.
+
+@test "atomic: under CERTCTL_RUN_DEADLINE a reload's timeout is cut to the time left minus the rollback reserve" {
+	apply v1
+	start=$(date +%s%N)
+	CERTCTL_RUN_DEADLINE=4 CERTCTL_COMMAND_TIMEOUT=60 \
+		run --separate-stderr timeout 30 "$APPLY" file "$(config '{"reload_command":["sleep","30"]}')" \
+		"$PKI/v2.pem" "$PKI/v2.key" "$PKI/chain.pem"
+	elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+	expect_status 1
+	expect_contains "$(field .error)" "sleep timed out after"
+	expect_contains "$(field .error)" "cut to fit the run deadline, CERTCTL_RUN_DEADLINE"
+	# the first reload got 4 s less the 1 s reserve, the reload after the rollback the rest
+	expect_equal true "$(field .metadata.daemon_state_unknown)"
+	expect_installed v1
+	[ "$elapsed" -ge 3000 ] && [ "$elapsed" -lt 6000 ] || { echo "took $elapsed ms, expected about 4000"; return 1; }
+}
+
+@test "atomic: a malformed CERTCTL_RUN_DEADLINE is a usage error (64) and nothing is written" {
+	CERTCTL_RUN_DEADLINE=soon run --separate-stderr "$APPLY" file "$(config)" "$PKI/v1.pem" "$PKI/v1.key" "$PKI/chain.pem"
+	expect_status 64
+	expect_contains "$stderr" "CERTCTL_RUN_DEADLINE: 'soon': must be a number of seconds from 1 to 86400"
+	[ ! -e "$D/cert.pem" ]
+}

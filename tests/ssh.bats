@@ -677,3 +677,13 @@ holding_reload() {
 	# the marker stays for the next deploy, which reports nothing it cannot find
 	[ -e "$REMOTE/.cert.pem.certctl-inflight" ]
 }
+
+@test "ssh: command_timeout and connect_timeout above 600 s are 78, inside the units' TimeoutStartSec" {
+	for key in command_timeout connect_timeout; do
+		deploy "$(target_config --arg key "$key" '. + {($key): 601}')" v1
+		expect_status 78
+		expect_contains "$stderr" "config $key: must be an integer from 1 to 600"
+	done
+	deploy "$(target_config '. + {command_timeout: 600}')" v1
+	expect_status 0
+}
