@@ -1,3 +1,5 @@
+#include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -457,23 +459,41 @@ out:
 }
 
 /* One Deployment job line: fence, route, install, verify, finish. */
-static int process_job(struct run *run, json_object *line, long line_number)
+int deploy_job_line_parse(json_object *line, enum job_line_kind *kind, struct job_line *job, struct error *err)
+{
+	const char *type = json_string_field(line, "type");
+	int64_t attempts;
+
+	memset(job, 0, sizeof(*job));
+	*kind = JOB_LINE_PASS_THROUGH;
+	if (type == NULL)
+		return error_set(err, EXIT_DATA, "missing type");
+	if (strcmp(type, "Deployment") != 0)
+		return 0;
+	*kind = JOB_LINE_DEPLOYMENT;
+	job->id = json_string_field(line, "id");
+	job->claimed_by = json_string_field(line, "claimed_by");
+	if (job->id == NULL || job->claimed_by == NULL || !json_int_field(line, "attempts", &attempts))
+		return error_set(err, EXIT_DATA, "a Deployment job line needs id, claimed_by and attempts");
+	/* Truncated to an int, 2^32 + 1 attempts would pass for a claim's 1. */
+	if (attempts < 0 || attempts > INT_MAX)
+		return error_set(err, EXIT_DATA, "attempts %" PRId64 ": must be from 0 to %d", attempts, INT_MAX);
+	job->attempts = (int)attempts;
+	return 0;
+}
+
+static int process_job(struct run *run, const struct job_line *line)
 {
 	struct job job = { 0 };
 	char offline_after[16];
 	const char *params[2];
 	PGresult *row = NULL;
 	struct error err = { 0, "" };
-	int64_t attempts;
 	int code;
 
-	job.id = json_string_field(line, "id");
-	job.claim.claimed_by = json_string_field(line, "claimed_by");
-	if (job.id == NULL || job.claim.claimed_by == NULL || !json_int_field(line, "attempts", &attempts)) {
-		log_error("line %ld: a Deployment job line needs id, claimed_by and attempts", line_number);
-		return EXIT_DATA;
-	}
-	job.claim.attempts = (int)attempts;
+	job.id = line->id;
+	job.claim.claimed_by = line->claimed_by;
+	job.claim.attempts = line->attempts;
 	snprintf(offline_after, sizeof(offline_after), "%ld", STALE_AFTER_SECONDS);
 	params[0] = job.id;
 	params[1] = offline_after;
@@ -538,17 +558,17 @@ int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *i
 		return err->code;
 	jsonl_reader_init(&reader, input);
 	while (!signals_stop_requested() && (status = jsonl_read(&reader, &line, err)) != 0) {
-		const char *type;
+		enum job_line_kind kind;
+		struct job_line job;
 		if (status < 0) {
 			log_error("%s", err->message);
 			code = exit_code_most_serious(code, EXIT_DATA);
 			continue;
 		}
-		type = json_string_field(line, "type");
-		if (type == NULL) {
-			log_error("line %ld: missing type", reader.line_number);
+		if (deploy_job_line_parse(line, &kind, &job, err) != 0) {
+			log_error("line %ld: %s", reader.line_number, err->message);
 			code = exit_code_most_serious(code, EXIT_DATA);
-		} else if (strcmp(type, "Deployment") != 0) {
+		} else if (kind == JOB_LINE_PASS_THROUGH) {
 			/* Not ours: the very bytes we read go on down the pipe. */
 			if (fputs(reader.line, output) == EOF || fflush(output) == EOF) {
 				json_object_put(line);
@@ -557,7 +577,7 @@ int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *i
 				break;
 			}
 		} else {
-			code = exit_code_most_serious(code, process_job(&run, line, reader.line_number));
+			code = exit_code_most_serious(code, process_job(&run, &job));
 		}
 		json_object_put(line);
 	}
@@ -573,6 +593,8 @@ int deploy_job_by_id(PGconn *conn, const struct deploy_options *options, const c
 		     FILE *output, struct error *err)
 {
 	struct run run = { conn, options, output, { { 0 }, { 0 } }, false };
+	enum job_line_kind kind = JOB_LINE_PASS_THROUGH;
+	struct job_line job;
 	json_object *line;
 	int code;
 
@@ -583,7 +605,12 @@ int deploy_job_by_id(PGconn *conn, const struct deploy_options *options, const c
 	line = claim_job_by_id(conn, job_id, "Deployment", options->worker, DEFAULT_LEASE_SECONDS, err);
 	if (line == NULL)
 		return err->code;
-	code = process_job(&run, line, 1);
+	if (deploy_job_line_parse(line, &kind, &job, err) != 0 || kind != JOB_LINE_DEPLOYMENT) {
+		log_error("line 1: %s", kind == JOB_LINE_DEPLOYMENT ? err->message : "not a Deployment job");
+		code = EXIT_DATA;
+	} else {
+		code = process_job(&run, &job);
+	}
 	json_object_put(line);
 	run_free(&run);
 	if (signals_stop_requested())

@@ -549,3 +549,17 @@ default_commands() {
 	expect_status 0
 	expect_equal Completed "$(job_column status)"
 }
+
+@test "deploy: a job line whose attempts do not fit an int is 65 and never passes for the claim it truncates to" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	expect_equal 1 "$(job_column attempts)" "attempts of the claim"
+	# 2^32 + 1 truncated to an int is 1, this claim's attempts
+	LINES=$(jq -c '.attempts = 4294967297' <<<"$LINES")
+	deploy_lines
+	expect_status 65
+	expect_contains "$stderr" "line 1: attempts 4294967297: must be from 0 to 2147483647"
+	expect_equal Running "$(job_column status)"
+	[ ! -e "$D/cert.pem" ]
+}
