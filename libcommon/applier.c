@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "applier.h"
@@ -161,4 +162,42 @@ int applier_run(const struct applier *applier, const struct deploy_plan *plan,
 	if (code != EXIT_MANUAL_ACTION && applier->ops->prune_backups != NULL)
 		applier->ops->prune_backups(applier->context);
 	return code;
+}
+
+bool backup_names_add(struct backup_names *names, const char *entry)
+{
+	if (strncmp(entry, names->prefix, strlen(names->prefix)) != 0)
+		return true;
+	if (names->count == names->capacity) {
+		size_t capacity = names->capacity ? names->capacity * 2 : 8;
+		char **grown = realloc(names->names, capacity * sizeof(*names->names));
+		if (grown == NULL)
+			return false;
+		names->names = grown;
+		names->capacity = capacity;
+	}
+	if ((names->names[names->count] = strdup(entry)) == NULL)
+		return false;
+	names->count++;
+	return true;
+}
+
+static int name_compare(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void backup_names_prune(struct backup_names *names, int keep,
+			void (*drop)(void *context, const char *name), void *context)
+{
+	if (names->count > 0)
+		qsort(names->names, names->count, sizeof(*names->names), name_compare);
+	for (size_t i = 0; i < names->count; i++) {
+		if (i + (size_t)keep < names->count)
+			drop(context, names->names[i]);
+		free(names->names[i]);
+	}
+	free(names->names);
+	names->names = NULL;
+	names->count = names->capacity = 0;
 }

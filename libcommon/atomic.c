@@ -306,45 +306,26 @@ static void remove_leftover_temps(const struct file_state *state)
 	closedir(dir);
 }
 
-static int name_compare(const void *a, const void *b)
+static void drop_backup(void *context, const char *name)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	unlinkat(*(const int *)context, name, 0);
 }
 
-/* Keeps the newest keep "<name>.certctl-bak.<ns>" files; the names sort by time. */
+/* Keeps the newest keep "<name>.certctl-bak.<ns>" files. */
 static void prune_backups(const struct file_state *state, int keep)
 {
 	char prefix[SIBLING_NAME_MAX];
-	char **names = NULL;
-	size_t count = 0, capacity = 0;
+	struct backup_names names = { prefix, NULL, 0, 0 };
 	struct dirent *entry;
 	DIR *dir = open_listing(state->dir_fd);
 
 	if (dir == NULL)
 		return;
 	snprintf(prefix, sizeof(prefix), "%s" ATOMIC_BACKUP_INFIX, state->base);
-	while ((entry = readdir(dir)) != NULL) {
-		if (strncmp(entry->d_name, prefix, strlen(prefix)) != 0)
-			continue;
-		if (count == capacity) {
-			char **grown = realloc(names, (capacity ? capacity * 2 : 8) * sizeof(*names));
-			if (grown == NULL)
-				break;
-			names = grown;
-			capacity = capacity ? capacity * 2 : 8;
-		}
-		if ((names[count] = strdup(entry->d_name)) != NULL)
-			count++;
-	}
+	while ((entry = readdir(dir)) != NULL && backup_names_add(&names, entry->d_name))
+		;
 	closedir(dir);
-	if (count > 0)
-		qsort(names, count, sizeof(*names), name_compare);
-	for (size_t i = 0; i < count; i++) {
-		if (i + (size_t)keep < count)
-			unlinkat(state->dir_fd, names[i], 0);
-		free(names[i]);
-	}
-	free(names);
+	backup_names_prune(&names, keep, drop_backup, (void *)&state->dir_fd);
 }
 
 /* The lock file must be a regular file: a FIFO or link planted there is refused, never waited on. */

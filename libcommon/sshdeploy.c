@@ -140,52 +140,48 @@ static char *read_remote_text(struct ssh_connection *connection, const char *pat
 	return text;
 }
 
-static int name_compare(const void *a, const void *b)
+/* A backup's name and where it lives, for backup_names_prune(). */
+struct remote_directory {
+	struct ssh_connection *connection;
+	const char *dir;
+};
+
+static void drop_remote_backup(void *context, const char *name)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	const struct remote_directory *where = context;
+	char *full;
+
+	if (asprintf(&full, "%s/%s", strcmp(where->dir, "/") == 0 ? "" : where->dir, name) < 0)
+		return;
+	libssh2_sftp_unlink_ex(where->connection->sftp, full, (unsigned int)strlen(full));
+	free(full);
 }
 
 /* Keeps the newest keep "<name>.certctl-bak.<ns>" beside path, as a local target does. */
 static void prune_remote_backups(struct ssh_connection *connection, const char *path, int keep)
 {
 	const char *slash = strrchr(path, '/');
-	char *dir = NULL, *prefix = NULL, **names = NULL, entry[1024];
-	size_t count = 0, capacity = 0;
-	LIBSSH2_SFTP_HANDLE *handle = NULL;
+	char *dir = NULL, *prefix = NULL, entry[1024];
+	struct backup_names names = { NULL, NULL, 0, 0 };
+	struct remote_directory where = { connection, NULL };
+	LIBSSH2_SFTP_HANDLE *handle;
 	LIBSSH2_SFTP_ATTRIBUTES attributes;
 
 	if (slash == NULL || asprintf(&dir, "%.*s", slash == path ? 1 : (int)(slash - path), path) < 0)
 		return;
-	if (asprintf(&prefix, "%s" ATOMIC_BACKUP_INFIX, slash + 1) < 0 ||
-	    (handle = libssh2_sftp_opendir(connection->sftp, dir)) == NULL)
-		goto out;
-	while (libssh2_sftp_readdir(handle, entry, sizeof(entry), &attributes) > 0) {
-		if (strncmp(entry, prefix, strlen(prefix)) != 0)
-			continue;
-		if (count == capacity) {
-			char **grown = realloc(names, (capacity ? capacity * 2 : 8) * sizeof(*names));
-			if (grown == NULL)
-				break;
-			names = grown;
-			capacity = capacity ? capacity * 2 : 8;
-		}
-		if ((names[count] = strdup(entry)) != NULL)
-			count++;
+	if (asprintf(&prefix, "%s" ATOMIC_BACKUP_INFIX, slash + 1) < 0) {
+		free(dir);
+		return;
 	}
-	if (count > 0)
-		qsort(names, count, sizeof(*names), name_compare);
-	for (size_t i = 0; i < count; i++) {
-		char *full;
-		if (i + (size_t)keep < count && asprintf(&full, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, names[i]) >= 0) {
-			libssh2_sftp_unlink_ex(connection->sftp, full, (unsigned int)strlen(full));
-			free(full);
-		}
-		free(names[i]);
-	}
-out:
-	if (handle != NULL)
+	if ((handle = libssh2_sftp_opendir(connection->sftp, dir)) != NULL) {
+		names.prefix = prefix;
+		while (libssh2_sftp_readdir(handle, entry, sizeof(entry), &attributes) > 0 &&
+		       backup_names_add(&names, entry))
+			;
 		libssh2_sftp_closedir(handle);
-	free(names);
+		where.dir = dir;
+		backup_names_prune(&names, keep, drop_remote_backup, &where);
+	}
 	free(prefix);
 	free(dir);
 }
