@@ -45,6 +45,12 @@ SELECT 'target-' || i, 'file', 'agent-bench', jsonb_build_object(
 FROM generate_series(1, :n) i;
 INSERT INTO certificate_targets (certificate_id, target_id) SELECT 'mc-bench', id FROM deployment_targets;
 SQL
+# Since keys are sealed per agent, the bench agent needs a key pair (the deploy
+# runs as the cluster's superuser with that agent's key file).
+public_key=$(certctl-keygen --key-file "$work/agent.key" | jq -r .public_key)
+certctl-enroll agent-bench --db-role certctl_agent_bench --password-file "$work/agent.password" \
+	--public-key "$public_key" >/dev/null
+export CERTCTL_AGENT_KEY_FILE="$work/agent.key"
 for i in $(seq 1 "$JOBS"); do mkdir -p "$work/targets/$i" "$work/shell/$i"; done
 # The agent's own key pair: versions are sealed to it, and the deploy opens its copy.
 export CERTCTL_AGENT_KEY_FILE="$work/agent.key"

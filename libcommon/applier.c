@@ -1,8 +1,10 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "applier.h"
 #include "exitcode.h"
+#include "runcmd.h"
 #include "signals.h"
 
 /* Restores files [0, count); true when every one is back. Appends "path: why" to reasons. */
@@ -84,6 +86,7 @@ static int roll_back_install(const struct applier *applier, const struct deploy_
 	char reasons[ERROR_MESSAGE_MAX] = "";
 	size_t installed = applier->restore_failed_install ? failed + 1 : failed;
 
+	run_deadline_rollback(true);
 	applier->ops->remove_temps(applier->context);
 	if (!restore_files(applier, plan, installed, result, reasons, sizeof(reasons))) {
 		result->manual_action_required = true;
@@ -103,6 +106,8 @@ static int roll_back_reload(const struct applier *applier, const struct deploy_p
 	char reasons[ERROR_MESSAGE_MAX] = "";
 	struct error again = { 0, "" };
 
+	/* The restore and the reload after it may use the time kept back for them. */
+	run_deadline_rollback(true);
 	if (!restore_files(applier, plan, plan->file_count, result, reasons, sizeof(reasons))) {
 		result->manual_action_required = true;
 		return deploy_result_finish(result, DEPLOY_OUTCOME_MANUAL_ACTION, EXIT_MANUAL_ACTION, err,
@@ -153,7 +158,46 @@ int applier_run(const struct applier *applier, const struct deploy_plan *plan,
 	if (all_same)
 		return deploy_result_finish(result, DEPLOY_OUTCOME_SKIPPED, 0, err, NULL);
 	code = install_and_reload(applier, plan, result, err);
+	run_deadline_rollback(false);
 	if (code != EXIT_MANUAL_ACTION && applier->ops->prune_backups != NULL)
 		applier->ops->prune_backups(applier->context);
 	return code;
+}
+
+bool backup_names_add(struct backup_names *names, const char *entry)
+{
+	if (strncmp(entry, names->prefix, strlen(names->prefix)) != 0)
+		return true;
+	if (names->count == names->capacity) {
+		size_t capacity = names->capacity ? names->capacity * 2 : 8;
+		char **grown = realloc(names->names, capacity * sizeof(*names->names));
+		if (grown == NULL)
+			return false;
+		names->names = grown;
+		names->capacity = capacity;
+	}
+	if ((names->names[names->count] = strdup(entry)) == NULL)
+		return false;
+	names->count++;
+	return true;
+}
+
+static int name_compare(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void backup_names_prune(struct backup_names *names, int keep,
+			void (*drop)(void *context, const char *name), void *context)
+{
+	if (names->count > 0)
+		qsort(names->names, names->count, sizeof(*names->names), name_compare);
+	for (size_t i = 0; i < names->count; i++) {
+		if (i + (size_t)keep < names->count)
+			drop(context, names->names[i]);
+		free(names->names[i]);
+	}
+	free(names->names);
+	names->names = NULL;
+	names->count = names->capacity = 0;
 }

@@ -57,6 +57,23 @@ struct applier {
 };
 
 /*
+ * One file's "<name>.certctl-bak.<ns>" backups gathered from a directory
+ * listing, so both file systems apply backup_retention the same way.
+ */
+struct backup_names {
+	const char *prefix;     /* "<name>" ATOMIC_BACKUP_INFIX */
+	char **names;
+	size_t count, capacity;
+};
+
+/* Keeps a copy of entry when it starts with names->prefix; false when out of memory. */
+bool backup_names_add(struct backup_names *names, const char *entry);
+
+/* Calls drop for all but the newest keep (the names sort by time), then frees the list. */
+void backup_names_prune(struct backup_names *names, int keep,
+			void (*drop)(void *context, const char *name), void *context);
+
+/*
  * Runs plan through applier's steps and fills result (already initialised by
  * deploy_result_init()). Returns result->exit_code; err carries result->error.
  */

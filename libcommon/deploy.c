@@ -1,3 +1,5 @@
+#include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,9 +21,11 @@
 #include "jobs.h"
 #include "jsonl.h"
 #include "log.h"
+#include "runcmd.h"
 #include "scope.h"
 #include "signals.h"
 #include "sshdeploy.h"
+#include "sshsession.h"
 #include "tlsprobe.h"
 
 static const char load_job_sql[] =
@@ -347,6 +351,29 @@ static int report_dry_run(const struct run *run, const struct job *job, const st
 	return code;
 }
 
+/*
+ * A job starts only when validate and reload at their full timeout and a
+ * rollback still fit before the run deadline; else it stays Running under
+ * its lease, for the reaper to hand out again, and systemd never kills a
+ * deploy mid-way.
+ */
+static bool job_fits_run_deadline(const struct job *job, const struct deploy_plan *plan, json_object *config)
+{
+	int timeout = command_timeout_seconds();
+	long long left, needed;
+	json_object *value;
+
+	if (strcmp(plan->target_type, "ssh") == 0)
+		timeout = json_object_object_get_ex(config, "command_timeout", &value) ? json_object_get_int(value)
+										      : SSH_DEFAULT_COMMAND_TIMEOUT;
+	if (run_deadline_job_fits(timeout, &left, &needed))
+		return true;
+	log_error("%s: not started: %.1f s left before the run deadline (%s), a deploy may need %.1f s; "
+		  "left Running for the reaper", job->id, (double)(left > 0 ? left : 0) / 1000, RUN_DEADLINE_ENV,
+		  (double)needed / 1000);
+	return false;
+}
+
 static int deploy_one(struct run *run, struct job *job, const PGresult *row)
 {
 	struct deploy_plan plan;
@@ -379,6 +406,10 @@ static int deploy_one(struct run *run, struct job *job, const PGresult *row)
 	}
 	if (run->options->dry_run) {
 		code = report_dry_run(run, job, &plan);
+		goto out;
+	}
+	if (!job_fits_run_deadline(job, &plan, config)) {
+		code = EXIT_TEMPORARY;
 		goto out;
 	}
 	if (strcmp(plan.target_type, "ssh") == 0)
@@ -428,23 +459,41 @@ out:
 }
 
 /* One Deployment job line: fence, route, install, verify, finish. */
-static int process_job(struct run *run, json_object *line, long line_number)
+int deploy_job_line_parse(json_object *line, enum job_line_kind *kind, struct job_line *job, struct error *err)
+{
+	const char *type = json_string_field(line, "type");
+	int64_t attempts;
+
+	memset(job, 0, sizeof(*job));
+	*kind = JOB_LINE_PASS_THROUGH;
+	if (type == NULL)
+		return error_set(err, EXIT_DATA, "missing type");
+	if (strcmp(type, "Deployment") != 0)
+		return 0;
+	*kind = JOB_LINE_DEPLOYMENT;
+	job->id = json_string_field(line, "id");
+	job->claimed_by = json_string_field(line, "claimed_by");
+	if (job->id == NULL || job->claimed_by == NULL || !json_int_field(line, "attempts", &attempts))
+		return error_set(err, EXIT_DATA, "a Deployment job line needs id, claimed_by and attempts");
+	/* Truncated to an int, 2^32 + 1 attempts would pass for a claim's 1. */
+	if (attempts < 0 || attempts > INT_MAX)
+		return error_set(err, EXIT_DATA, "attempts %" PRId64 ": must be from 0 to %d", attempts, INT_MAX);
+	job->attempts = (int)attempts;
+	return 0;
+}
+
+static int process_job(struct run *run, const struct job_line *line)
 {
 	struct job job = { 0 };
 	char offline_after[16];
 	const char *params[2];
 	PGresult *row = NULL;
 	struct error err = { 0, "" };
-	int64_t attempts;
 	int code;
 
-	job.id = json_string_field(line, "id");
-	job.claim.claimed_by = json_string_field(line, "claimed_by");
-	if (job.id == NULL || job.claim.claimed_by == NULL || !json_int_field(line, "attempts", &attempts)) {
-		log_error("line %ld: a Deployment job line needs id, claimed_by and attempts", line_number);
-		return EXIT_DATA;
-	}
-	job.claim.attempts = (int)attempts;
+	job.id = line->id;
+	job.claim.claimed_by = line->claimed_by;
+	job.claim.attempts = line->attempts;
 	snprintf(offline_after, sizeof(offline_after), "%ld", STALE_AFTER_SECONDS);
 	params[0] = job.id;
 	params[1] = offline_after;
@@ -505,19 +554,21 @@ int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *i
 	json_object *line;
 	int status, code = 0;
 
+	if (run_deadline_start(err) != 0)
+		return err->code;
 	jsonl_reader_init(&reader, input);
 	while (!signals_stop_requested() && (status = jsonl_read(&reader, &line, err)) != 0) {
-		const char *type;
+		enum job_line_kind kind;
+		struct job_line job;
 		if (status < 0) {
 			log_error("%s", err->message);
 			code = exit_code_most_serious(code, EXIT_DATA);
 			continue;
 		}
-		type = json_string_field(line, "type");
-		if (type == NULL) {
-			log_error("line %ld: missing type", reader.line_number);
+		if (deploy_job_line_parse(line, &kind, &job, err) != 0) {
+			log_error("line %ld: %s", reader.line_number, err->message);
 			code = exit_code_most_serious(code, EXIT_DATA);
-		} else if (strcmp(type, "Deployment") != 0) {
+		} else if (kind == JOB_LINE_PASS_THROUGH) {
 			/* Not ours: the very bytes we read go on down the pipe. */
 			if (fputs(reader.line, output) == EOF || fflush(output) == EOF) {
 				json_object_put(line);
@@ -526,7 +577,7 @@ int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *i
 				break;
 			}
 		} else {
-			code = exit_code_most_serious(code, process_job(&run, line, reader.line_number));
+			code = exit_code_most_serious(code, process_job(&run, &job));
 		}
 		json_object_put(line);
 	}
@@ -542,15 +593,24 @@ int deploy_job_by_id(PGconn *conn, const struct deploy_options *options, const c
 		     FILE *output, struct error *err)
 {
 	struct run run = { conn, options, output, { { 0 }, { 0 } }, false };
+	enum job_line_kind kind = JOB_LINE_PASS_THROUGH;
+	struct job_line job;
 	json_object *line;
 	int code;
 
 	if (options->dry_run)
 		return error_set(err, EXIT_USAGE, "--dry-run reads job lines; it does not claim with --job");
+	if (run_deadline_start(err) != 0)
+		return err->code;
 	line = claim_job_by_id(conn, job_id, "Deployment", options->worker, DEFAULT_LEASE_SECONDS, err);
 	if (line == NULL)
 		return err->code;
-	code = process_job(&run, line, 1);
+	if (deploy_job_line_parse(line, &kind, &job, err) != 0 || kind != JOB_LINE_DEPLOYMENT) {
+		log_error("line 1: %s", kind == JOB_LINE_DEPLOYMENT ? err->message : "not a Deployment job");
+		code = EXIT_DATA;
+	} else {
+		code = process_job(&run, &job);
+	}
 	json_object_put(line);
 	run_free(&run);
 	if (signals_stop_requested())

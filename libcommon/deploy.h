@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <json-c/json.h>
 #include <libpq-fe.h>
 
 #include "agents.h"
@@ -27,6 +28,26 @@ struct deploy_options {
 	bool dry_run;           /* plan and compare; write nothing, finish nothing */
 	const char *worker;     /* claimed_by for --job */
 };
+
+/* What a job line read by certctl-deploy asks for. */
+enum job_line_kind {
+	JOB_LINE_PASS_THROUGH,  /* another job type, or another kind of line with a type: forwarded */
+	JOB_LINE_DEPLOYMENT,    /* deploy job id under the claim claimed_by + attempts */
+};
+
+struct job_line {
+	const char *id;         /* both point into the json_object parsed */
+	const char *claimed_by;
+	int attempts;
+};
+
+/*
+ * Reads line as a job line: its kind and, for a Deployment, the job and its
+ * claim. No type, or a Deployment without a string id and claimed_by and
+ * an integer attempts from 0 to INT_MAX: EXIT_DATA with err saying what
+ * (without the line number). Pure: no I/O, no allocation.
+ */
+int deploy_job_line_parse(json_object *line, enum job_line_kind *kind, struct job_line *job, struct error *err);
 
 /*
  * Deploys every Deployment job line read from input, passing other lines

@@ -236,7 +236,7 @@ int deploy_plan_build(const char *target_id, const char *type, json_object *conf
 	bool has_chain = material->chain_pem != NULL && material->chain_pem[0] != '\0';
 	unsigned char *bytes;
 	size_t length;
-	json_object *retention;
+	json_object *retention, *shared;
 
 	memset(plan, 0, sizeof(*plan));
 	plan->target_id = strdup(target_id);
@@ -279,6 +279,12 @@ int deploy_plan_build(const char *target_id, const char *type, json_object *conf
 			return error_set(err, EXIT_CONFIG, "%s: config backup_retention: must be -1 (no backups) or 0..1000",
 					 target_id);
 		plan->backup_retention = (int)keep;
+	}
+	if (json_object_object_get_ex(config, "allow_shared_directory", &shared)) {
+		if (!json_object_is_type(shared, json_type_boolean))
+			return error_set(err, EXIT_CONFIG, "%s: config allow_shared_directory: must be true or false",
+					 target_id);
+		plan->allow_shared_directory = json_object_get_boolean(shared);
 	}
 	if ((endpoint != NULL && (plan->verify_endpoint = strdup(endpoint)) == NULL) ||
 	    (sni != NULL && (plan->verify_sni = strdup(sni)) == NULL))
@@ -396,6 +402,16 @@ json_object *deploy_result_metadata(const struct deploy_plan *plan,
 				status = result->backup[i];
 		}
 		json_object_object_add(metadata, keys[k].key, json_object_new_string(backup_status_name(status)));
+	}
+	for (size_t i = 0; i < plan->file_count; i++) {
+		json_object *left;
+		if (result->interrupted_backup[i][0] == '\0')
+			continue;
+		if (!json_object_object_get_ex(metadata, "interrupted_run_backups", &left)) {
+			left = json_object_new_array();
+			json_object_object_add(metadata, "interrupted_run_backups", left);
+		}
+		json_object_array_add(left, json_object_new_string(result->interrupted_backup[i]));
 	}
 	if (result->daemon_state_unknown)
 		json_object_object_add(metadata, "daemon_state_unknown", json_object_new_boolean(1));

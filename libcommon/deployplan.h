@@ -14,6 +14,7 @@
 #include "error.h"
 
 #define DEPLOY_MAX_FILES 4
+#define DEPLOY_BACKUP_PATH_MAX 1024
 #define DEFAULT_BACKUP_RETENTION 3
 #define BACKUPS_DISABLED (-1)
 #define DEFAULT_CERT_MODE 0644
@@ -45,6 +46,7 @@ struct deploy_plan {
 	char **validate_argv;   /* NULL-terminated, or NULL for none */
 	char **reload_argv;     /* NULL-terminated, or NULL for none */
 	int backup_retention;   /* newest N backups kept per file; BACKUPS_DISABLED: none, no rollback */
+	bool allow_shared_directory; /* local: deploy into directories other users can write to */
 	char *verify_endpoint;  /* "host:port" or NULL */
 	char *verify_sni;       /* or NULL */
 };
@@ -98,6 +100,8 @@ struct deploy_result {
 	bool daemon_state_unknown;
 	bool manual_action_required;
 	int exit_code;                  /* 0, 1, 2, or 69/73/77/78 when it could not start */
+	/* ssh: per file, the backup a killed earlier run left on the remote, or "" */
+	char interrupted_backup[DEPLOY_MAX_FILES][DEPLOY_BACKUP_PATH_MAX];
 	char error[ERROR_MESSAGE_MAX];  /* one line, "" on success */
 };
 
@@ -120,7 +124,9 @@ const char *deploy_file_new_path_variable(enum deploy_file_role role);
 /*
  * The contract's metadata object: backup_status_cert/_key/_chain ("n/a" for
  * roles not in the plan; a combined file reports as cert), plus
- * daemon_state_unknown / manual_action_required when set. Caller puts it.
+ * daemon_state_unknown / manual_action_required when set, and
+ * interrupted_run_backups (the backups a killed run left) when there are
+ * any. Caller puts it.
  */
 json_object *deploy_result_metadata(const struct deploy_plan *plan,
 				    const struct deploy_result *result);

@@ -22,7 +22,7 @@
 extern char **environ;
 
 /* The command timeout in seconds ($CERTCTL_COMMAND_TIMEOUT or the default). */
-static int command_timeout_seconds(void)
+int command_timeout_seconds(void)
 {
 	const char *text = getenv(COMMAND_TIMEOUT_ENV);
 	char *end;
@@ -33,7 +33,54 @@ static int command_timeout_seconds(void)
 	seconds = strtol(text, &end, 10);
 	if (*end != '\0' || seconds < 1 || seconds > 86400)
 		return DEFAULT_COMMAND_TIMEOUT_SECONDS;
-	return (int)seconds;
+	return seconds > MAX_COMMAND_TIMEOUT_SECONDS ? MAX_COMMAND_TIMEOUT_SECONDS : (int)seconds;
+}
+
+/* The run's deadline (CLOCK_MONOTONIC ms; 0: none) and its rollback reserve. */
+static long long run_deadline_ms, run_reserve_ms;
+static bool run_in_rollback;
+
+int run_deadline_start(struct error *err)
+{
+	const char *text = getenv(RUN_DEADLINE_ENV);
+	long seconds = DEFAULT_RUN_DEADLINE_SECONDS;
+	char *end;
+
+	if (text != NULL && text[0] != '\0') {
+		seconds = strtol(text, &end, 10);
+		if (*end != '\0' || seconds < 1 || seconds > 86400)
+			return error_set(err, EXIT_USAGE, "%s: '%s': must be a number of seconds from 1 to 86400",
+					 RUN_DEADLINE_ENV, text);
+	}
+	run_reserve_ms = (long long)(seconds / 4 < ROLLBACK_RESERVE_SECONDS ? seconds / 4 : ROLLBACK_RESERVE_SECONDS) * 1000;
+	run_deadline_ms = monotonic_milliseconds() + (long long)seconds * 1000;
+	return 0;
+}
+
+long long run_deadline_command_ms(int timeout_seconds, bool *cut)
+{
+	long long own = (long long)timeout_seconds * 1000, left;
+
+	*cut = false;
+	if (run_deadline_ms == 0)
+		return own;
+	left = run_deadline_ms - monotonic_milliseconds() - (run_in_rollback ? 0 : run_reserve_ms);
+	if (left >= own)
+		return own;
+	*cut = true;
+	return left < 1 ? 1 : left;
+}
+
+void run_deadline_rollback(bool under_way)
+{
+	run_in_rollback = under_way;
+}
+
+bool run_deadline_job_fits(int timeout_seconds, long long *left_ms, long long *needed_ms)
+{
+	*needed_ms = 2LL * timeout_seconds * 1000 + run_reserve_ms;
+	*left_ms = run_deadline_ms == 0 ? *needed_ms : run_deadline_ms - monotonic_milliseconds();
+	return *left_ms >= *needed_ms;
 }
 
 /* Control characters and runs of blanks become one space: a one-line summary. */
@@ -138,8 +185,9 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 {
 	char summary[STDERR_SUMMARY_BYTES + 1], drain[512];
 	size_t kept = 0;
-	long long deadline = monotonic_milliseconds() + (long long)command_timeout_seconds() * 1000;
-	bool timed_out = false, stderr_closed = false;
+	bool cut, timed_out = false, stderr_closed = false;
+	long long allowed = run_deadline_command_ms(command_timeout_seconds(), &cut);
+	long long deadline = monotonic_milliseconds() + allowed;
 	int pipe_fds[2], status = 0;
 	char **environment;
 	pid_t pid, waited;
@@ -221,10 +269,12 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 	summary[kept] = '\0';
 	one_line(summary);
 
-	if (timed_out) {
+	if (timed_out && cut)
+		return error_set(err, EXIT_FAILED, "%s timed out after %.1f s (cut to fit the run deadline, %s) and was killed%s%s",
+				 argv[0], (double)allowed / 1000, RUN_DEADLINE_ENV, summary[0] ? ": " : "", summary);
+	if (timed_out)
 		return error_set(err, EXIT_FAILED, "%s timed out after %d s and was killed%s%s", argv[0],
 				 command_timeout_seconds(), summary[0] ? ": " : "", summary);
-	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (WIFSIGNALED(status))

@@ -2,12 +2,24 @@
 #ifndef CERTCTL_RUNCMD_H
 #define CERTCTL_RUNCMD_H
 
+#include <stdbool.h>
+
 #include "error.h"
 
 /* A command that outlives this is killed (SIGKILL to its process group). */
 #define DEFAULT_COMMAND_TIMEOUT_SECONDS 60
 /* $CERTCTL_COMMAND_TIMEOUT (seconds) overrides the default, e.g. for slow reloads. */
 #define COMMAND_TIMEOUT_ENV "CERTCTL_COMMAND_TIMEOUT"
+/* No command timeout (local or ssh) is longer: well inside the units' TimeoutStartSec=14min. */
+#define MAX_COMMAND_TIMEOUT_SECONDS 600
+/*
+ * A run of certctl-deploy ends within this many seconds of its start (the
+ * shipped units give it 14 min), $CERTCTL_RUN_DEADLINE to change it.
+ */
+#define DEFAULT_RUN_DEADLINE_SECONDS 780
+#define RUN_DEADLINE_ENV "CERTCTL_RUN_DEADLINE"
+/* Kept back from every command for a rollback's restore and reload; a quarter of shorter deadlines. */
+#define ROLLBACK_RESERVE_SECONDS 60
 
 /* Extra environment for the child: NULL-terminated "NAME=value" strings, or NULL. */
 struct command_env {
@@ -25,5 +37,33 @@ struct command_env {
  * signal N", "timed out after N s", "cannot run: why").
  */
 int run_command(char *const argv[], const struct command_env *env, struct error *err);
+
+/* The command timeout in seconds ($CERTCTL_COMMAND_TIMEOUT or the default, at most MAX_COMMAND_TIMEOUT_SECONDS). */
+int command_timeout_seconds(void);
+
+/*
+ * Starts the run's clock: every command from now on ends by the deadline
+ * ($CERTCTL_RUN_DEADLINE seconds, default DEFAULT_RUN_DEADLINE_SECONDS).
+ * Until it is called there is no deadline. Returns EXIT_USAGE with err set
+ * when the variable is not a number of seconds from 1 to 86400.
+ */
+int run_deadline_start(struct error *err);
+
+/*
+ * Milliseconds a command may run when it starts now: timeout_seconds, cut to
+ * the time left minus the rollback reserve (during a rollback, to all the
+ * time left); *cut says whether it was cut. At least 1 ms.
+ */
+long long run_deadline_command_ms(int timeout_seconds, bool *cut);
+
+/* A rollback is under way (its commands may use the reserve), or over. */
+void run_deadline_rollback(bool under_way);
+
+/*
+ * Whether a job whose commands may each take timeout_seconds still fits
+ * before the deadline: validate and reload at their full timeout plus the
+ * rollback reserve. Fills the milliseconds left and needed.
+ */
+bool run_deadline_job_fits(int timeout_seconds, long long *left_ms, long long *needed_ms);
 
 #endif

@@ -1,20 +1,26 @@
 /*
- * The atomic primitive over SFTP. The snapshot of every destination lives in
- * memory (no backup files are left on the remote host); each new file goes to
- * a sibling temp file with its final mode, and replaces its destination with
- * rename(2) run as `mv -f` over an exec channel: libssh2 1.10 only has the
- * SFTP v3 rename, which OpenSSH refuses when the target exists, and it does
- * not expose OpenSSH's posix-rename@openssh.com extension.
+ * The atomic primitive over SFTP. Before the first rename each existing
+ * destination is kept on the remote as <path>.certctl-bak.<ns> (a hard link,
+ * or cp -p), and a marker .<name>.certctl-inflight names it until the deploy
+ * ends, so a run killed between rename and restore leaves the old bytes on
+ * the remote and the next deploy reports them; a restore comes from those
+ * files. Each new file goes to a sibling temp file with its final mode, and
+ * replaces its destination with rename(2) run as `mv -f` over an exec
+ * channel: libssh2 1.10 only has the SFTP v3 rename, which OpenSSH refuses
+ * when the target exists, and it does not expose OpenSSH's
+ * posix-rename@openssh.com extension.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "applier.h"
+#include "atomic.h"
 #include "exitcode.h"
 #include "signals.h"
 #include "sshdeploy.h"
@@ -22,6 +28,9 @@
 
 #define SNAPSHOT_MAX_BYTES (16 * 1024 * 1024)
 #define PERMISSION_BITS 07777
+/* ".<name>" INFLIGHT_SUFFIX beside a destination names its backup while a deploy is under way. */
+#define INFLIGHT_SUFFIX ".certctl-inflight"
+#define MARKER_MAX_BYTES 4096
 
 /* What one destination held before the deploy, and where its new bytes wait. */
 struct remote_file {
@@ -33,6 +42,9 @@ struct remote_file {
 	unsigned long uid, gid;
 	unsigned long mode;             /* the mode the new file gets */
 	char *temp;                     /* temp path while it exists on the remote */
+	char *backup;                   /* this run's <path>.certctl-bak.<ns>, or NULL */
+	char *marker;                   /* .<name>.certctl-inflight beside path */
+	bool marker_written;
 };
 
 static bool sftp_status_is(struct ssh_connection *connection, unsigned long status)
@@ -56,6 +68,122 @@ static char *temp_path_for(const char *path)
 		     random_bytes[3], random_bytes[4], random_bytes[5]) < 0)
 		return NULL;
 	return temp;
+}
+
+/* ".<name>" INFLIGHT_SUFFIX beside path. Caller frees. */
+static char *marker_path_for(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *marker;
+
+	if (slash == NULL || asprintf(&marker, "%.*s/.%s" INFLIGHT_SUFFIX, (int)(slash - path), path, slash + 1) < 0)
+		return NULL;
+	return marker;
+}
+
+static long long now_nanoseconds(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+/*
+ * A copy of source at destination with source's bytes, mode and owner: a
+ * hard link, or cp -p where links are refused. destination must not exist.
+ */
+static int copy_remote_file(struct ssh_connection *connection, const char *source, const char *destination,
+			    struct error *err)
+{
+	char *const one[] = { (char *)source, NULL }, *const two[] = { (char *)destination, NULL };
+	char *from = shell_quote_argv(one), *to = shell_quote_argv(two), *command = NULL;
+	int code;
+
+	if (from == NULL || to == NULL ||
+	    asprintf(&command, "ln -- %s %s 2>/dev/null || { if [ -e %s ] || [ -L %s ]; then "
+		     "echo 'backup name already taken' >&2; exit 1; fi; cp -p -- %s %s || { rm -f -- %s; exit 1; }; }",
+		     from, to, to, to, from, to, to) < 0) {
+		command = NULL;
+		code = error_set(err, EXIT_INTERNAL, "out of memory");
+	} else {
+		code = ssh_run_command(connection, command, err);
+	}
+	free(from);
+	free(to);
+	free(command);
+	return code;
+}
+
+/* A small remote file's text, or NULL when it cannot be read. Caller frees. */
+static char *read_remote_text(struct ssh_connection *connection, const char *path)
+{
+	LIBSSH2_SFTP_HANDLE *handle;
+	char *text = malloc(MARKER_MAX_BYTES + 1);
+	size_t length = 0;
+	ssize_t got;
+
+	if (text == NULL)
+		return NULL;
+	handle = libssh2_sftp_open_ex(connection->sftp, path, (unsigned int)strlen(path), LIBSSH2_FXF_READ, 0,
+				      LIBSSH2_SFTP_OPENFILE);
+	if (handle == NULL) {
+		free(text);
+		return NULL;
+	}
+	while (length < MARKER_MAX_BYTES &&
+	       (got = libssh2_sftp_read(handle, text + length, MARKER_MAX_BYTES - length)) > 0)
+		length += (size_t)got;
+	libssh2_sftp_close_handle(handle);
+	text[length] = '\0';
+	text[strcspn(text, "\n")] = '\0';
+	return text;
+}
+
+/* A backup's name and where it lives, for backup_names_prune(). */
+struct remote_directory {
+	struct ssh_connection *connection;
+	const char *dir;
+};
+
+static void drop_remote_backup(void *context, const char *name)
+{
+	const struct remote_directory *where = context;
+	char *full;
+
+	if (asprintf(&full, "%s/%s", strcmp(where->dir, "/") == 0 ? "" : where->dir, name) < 0)
+		return;
+	libssh2_sftp_unlink_ex(where->connection->sftp, full, (unsigned int)strlen(full));
+	free(full);
+}
+
+/* Keeps the newest keep "<name>.certctl-bak.<ns>" beside path, as a local target does. */
+static void prune_remote_backups(struct ssh_connection *connection, const char *path, int keep)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = NULL, *prefix = NULL, entry[1024];
+	struct backup_names names = { NULL, NULL, 0, 0 };
+	struct remote_directory where = { connection, NULL };
+	LIBSSH2_SFTP_HANDLE *handle;
+	LIBSSH2_SFTP_ATTRIBUTES attributes;
+
+	if (slash == NULL || asprintf(&dir, "%.*s", slash == path ? 1 : (int)(slash - path), path) < 0)
+		return;
+	if (asprintf(&prefix, "%s" ATOMIC_BACKUP_INFIX, slash + 1) < 0) {
+		free(dir);
+		return;
+	}
+	if ((handle = libssh2_sftp_opendir(connection->sftp, dir)) != NULL) {
+		names.prefix = prefix;
+		while (libssh2_sftp_readdir(handle, entry, sizeof(entry), &attributes) > 0 &&
+		       backup_names_add(&names, entry))
+			;
+		libssh2_sftp_closedir(handle);
+		where.dir = dir;
+		backup_names_prune(&names, keep, drop_remote_backup, &where);
+	}
+	free(prefix);
+	free(dir);
 }
 
 static int read_remote_file(struct ssh_connection *connection, const char *path,
@@ -280,11 +408,40 @@ static char *validate_command_line(const struct deploy_plan *plan, struct remote
 /* One ssh deploy in progress: the applier's context. */
 struct remote_apply {
 	const struct deploy_plan *plan;
+	struct deploy_result *result;
 	struct ssh_options *options;
 	struct ssh_connection connection;
 	char label_prefix[sizeof(((struct ssh_connection *)0)->label) + 2]; /* "user@host:port: " */
 	struct remote_file states[DEPLOY_MAX_FILES];
 };
+
+/*
+ * A marker left beside a destination means a run was killed after backing
+ * it up: the backup it names (when still there) goes into the metadata.
+ */
+static void notice_interrupted_runs(struct remote_apply *remote)
+{
+	for (size_t i = 0; i < remote->plan->file_count; i++) {
+		struct remote_file *state = &remote->states[i];
+		LIBSSH2_SFTP_ATTRIBUTES attributes;
+		char *named;
+
+		if (state->marker == NULL && (state->marker = marker_path_for(remote->plan->files[i].path)) == NULL)
+			continue;
+		if ((named = read_remote_text(&remote->connection, state->marker)) == NULL)
+			continue;
+		/* Only what the marker should name, a backup of this very file, is reported. */
+		state->marker_written = true;
+		if (strncmp(named, remote->plan->files[i].path, strlen(remote->plan->files[i].path)) == 0 &&
+		    strncmp(named + strlen(remote->plan->files[i].path), ATOMIC_BACKUP_INFIX,
+			    strlen(ATOMIC_BACKUP_INFIX)) == 0 &&
+		    libssh2_sftp_stat_ex(remote->connection.sftp, named, (unsigned int)strlen(named),
+					 LIBSSH2_SFTP_LSTAT, &attributes) == 0)
+			snprintf(remote->result->interrupted_backup[i], sizeof(remote->result->interrupted_backup[i]),
+				 "%s", named);
+		free(named);
+	}
+}
 
 static int remote_lock_and_compare(void *context, bool *all_same, struct error *err)
 {
@@ -300,6 +457,7 @@ static int remote_lock_and_compare(void *context, bool *all_same, struct error *
 			return err->code;
 		*all_same = *all_same && holds_plan_bytes(&plan->files[i], &remote->states[i]);
 	}
+	notice_interrupted_runs(remote);
 	return 0;
 }
 
@@ -352,6 +510,84 @@ static int remote_validate(void *context, struct error *err)
 	code = ssh_run_command(&remote->connection, command, err);
 	free(command);
 	return code;
+}
+
+/* Removes this run's backups and every marker beside the destinations. */
+static void remove_backups_and_markers(struct remote_apply *remote, bool backups)
+{
+	LIBSSH2_SFTP *sftp = remote->connection.sftp;
+
+	for (size_t i = 0; i < remote->plan->file_count; i++) {
+		struct remote_file *state = &remote->states[i];
+
+		if (backups && state->backup != NULL) {
+			libssh2_sftp_unlink_ex(sftp, state->backup, (unsigned int)strlen(state->backup));
+			free(state->backup);
+			state->backup = NULL;
+		}
+		if (state->marker_written && state->marker != NULL &&
+		    libssh2_sftp_unlink_ex(sftp, state->marker, (unsigned int)strlen(state->marker)) == 0)
+			state->marker_written = false;
+	}
+}
+
+/*
+ * Keeps each existing destination as <path>.certctl-bak.<ns> on the remote
+ * (one stamp for the deploy), then writes the markers that name them. With
+ * backup_retention -1 nothing is kept on the remote and a restore uses the
+ * snapshot in memory. On failure nothing of it is left.
+ */
+static int remote_back_up(void *context, struct error *err)
+{
+	struct remote_apply *remote = context;
+	const struct deploy_plan *plan = remote->plan;
+	long long stamp = now_nanoseconds();
+
+	if (plan->backup_retention == BACKUPS_DISABLED)
+		return 0;
+	for (size_t i = 0; i < plan->file_count; i++) {
+		struct remote_file *state = &remote->states[i];
+		const char *path = plan->files[i].path;
+
+		if (!state->existed)
+			continue;
+		if (asprintf(&state->backup, "%s" ATOMIC_BACKUP_INFIX "%019lld", path, stamp) < 0) {
+			state->backup = NULL;
+			error_set(err, EXIT_INTERNAL, "out of memory");
+			goto fail;
+		}
+		if (copy_remote_file(&remote->connection, path, state->backup, err) != 0) {
+			free(state->backup);
+			state->backup = NULL;
+			error_prefix(err, "%s: cannot back up on the remote", path);
+			err->code = err->code == EXIT_UNAVAILABLE ? EXIT_UNAVAILABLE : EXIT_CANT_CREATE;
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < plan->file_count; i++) {
+		struct remote_file *state = &remote->states[i];
+		char line[DEPLOY_BACKUP_PATH_MAX + 2];
+
+		if (state->backup == NULL)
+			continue;
+		if (state->marker == NULL && (state->marker = marker_path_for(plan->files[i].path)) == NULL) {
+			error_set(err, EXIT_INTERNAL, "out of memory");
+			goto fail;
+		}
+		snprintf(line, sizeof(line), "%s\n", state->backup);
+		libssh2_sftp_unlink_ex(remote->connection.sftp, state->marker, (unsigned int)strlen(state->marker));
+		if (write_remote_temp(&remote->connection, state->marker, (const unsigned char *)line, strlen(line),
+				      0600, false, 0, 0, err) != 0) {
+			error_prefix(err, "%s: cannot mark the backup", plan->files[i].path);
+			goto fail;
+		}
+		state->marker_written = true;
+	}
+	return 0;
+fail:
+	remove_backups_and_markers(remote, true);
+	appended_nothing_changed(err);
+	return err->code;
 }
 
 static int remote_install(void *context, size_t i, struct error *err)
@@ -407,6 +643,12 @@ static enum backup_status remote_restore(void *context, size_t i, char *why, siz
 	}
 	if ((temp = temp_path_for(path)) == NULL) {
 		error_set(&step, EXIT_INTERNAL, "out of memory");
+	} else if (state->backup != NULL) {
+		/* From the backup on the remote: what a killed run would have left too. */
+		if (copy_remote_file(connection, state->backup, temp, &step) != 0)
+			error_prefix(&step, "cannot read backup %s", state->backup);
+		else if (rename_remote(connection, temp, path, &step) != 0)
+			libssh2_sftp_unlink_ex(connection->sftp, temp, (unsigned int)strlen(temp));
 	} else if (write_remote_temp(connection, temp, state->original, state->original_length,
 				     state->original_mode, state->has_owner, state->uid, state->gid, &step) == 0 &&
 		   rename_remote(connection, temp, path, &step) != 0) {
@@ -432,12 +674,35 @@ static const struct applier_ops remote_ops = {
 	.lock_and_compare = remote_lock_and_compare,
 	.stage = remote_stage,
 	.validate = remote_validate,
+	.back_up = remote_back_up,
 	.install = remote_install,
 	.describe = remote_describe,
 	.remove_temps = remote_remove_temps,
 	.restore = remote_restore,
 	.reload = remote_reload,
 };
+
+/*
+ * After the run: a clean rollback put every file back, so its backups go; a
+ * completed deploy keeps the newest backup_retention per file; either way
+ * the markers go. A restore that failed keeps everything for the human.
+ */
+static void settle_backups(struct remote_apply *remote)
+{
+	const struct deploy_plan *plan = remote->plan;
+	bool rolled_back = false;
+
+	if (remote->result->outcome == DEPLOY_OUTCOME_MANUAL_ACTION)
+		return;
+	for (size_t i = 0; i < plan->file_count; i++)
+		rolled_back = rolled_back || remote->result->backup[i] == BACKUP_RESTORED ||
+			      remote->result->backup[i] == BACKUP_REMOVED;
+	remove_backups_and_markers(remote, rolled_back);
+	if (remote->result->outcome == DEPLOY_OUTCOME_COMPLETED && plan->backup_retention != BACKUPS_DISABLED)
+		for (size_t i = 0; i < plan->file_count; i++)
+			if (remote->states[i].existed)
+				prune_remote_backups(&remote->connection, plan->files[i].path, plan->backup_retention);
+}
 
 int ssh_apply(const struct deploy_plan *plan, json_object *config,
 	      struct deploy_result *result, struct error *err)
@@ -452,13 +717,18 @@ int ssh_apply(const struct deploy_plan *plan, json_object *config,
 	deploy_result_init(result);
 	memset(&remote, 0, sizeof(remote));
 	remote.plan = plan;
+	remote.result = result;
 	remote.options = &options;
 	remote.connection.socket = -1;
 	if ((code = ssh_options_parse(plan->target_id, config, &options, &step)) != 0)
 		deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, code, err, "%s", step.message);
 	else
 		code = applier_run(&applier, plan, result, err);
+	if (remote.connection.sftp != NULL)
+		settle_backups(&remote);
 	for (size_t i = 0; i < DEPLOY_MAX_FILES; i++) {
+		free(remote.states[i].backup);
+		free(remote.states[i].marker);
 		if (remote.states[i].original != NULL) {
 			OPENSSL_cleanse(remote.states[i].original, remote.states[i].original_length);
 			free(remote.states[i].original);

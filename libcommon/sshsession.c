@@ -16,6 +16,7 @@
 
 #include "exitcode.h"
 #include "fileio.h"
+#include "runcmd.h"
 #include "sshsession.h"
 
 #define SECRET_FILE_MAX 4096
@@ -627,7 +628,8 @@ static int authenticate(const struct ssh_options *options, struct ssh_connection
 int ssh_connect(const struct ssh_options *options, struct ssh_connection *connection,
 		struct error *err)
 {
-	long long deadline = now_ms() + (long long)options->connect_timeout * 1000;
+	bool cut;
+	long long deadline = now_ms() + run_deadline_command_ms(options->connect_timeout, &cut);
 	int rc, code;
 
 	memset(connection, 0, sizeof(*connection));
@@ -781,7 +783,9 @@ int ssh_run_command(struct ssh_connection *connection, const char *command, stru
 {
 	LIBSSH2_SESSION *session = connection->session;
 	LIBSSH2_CHANNEL *channel;
-	long long deadline = now_ms() + (long long)connection->command_timeout * 1000;
+	bool cut;
+	long long allowed = run_deadline_command_ms(connection->command_timeout, &cut);
+	long long deadline = now_ms() + allowed;
 	char kept[STDERR_KEPT], buffer[4096], summary[SUMMARY_MAX + 1];
 	size_t kept_length = 0;
 	char *signal_name = NULL;
@@ -834,7 +838,10 @@ int ssh_run_command(struct ssh_connection *connection, const char *command, stru
 	exit_status = libssh2_channel_get_exit_status(channel);
 	libssh2_channel_get_exit_signal(channel, &signal_name, &signal_length, NULL, NULL, NULL, NULL);
 	stderr_summary(kept, kept_length, summary, sizeof(summary));
-	if (timed_out)
+	if (timed_out && cut)
+		code = error_set(err, EXIT_FAILED, "timed out after %.1f s (cut to fit the run deadline, %s)",
+				 (double)allowed / 1000, RUN_DEADLINE_ENV);
+	else if (timed_out)
 		code = error_set(err, EXIT_FAILED, "timed out after %d s (command_timeout)", connection->command_timeout);
 	else if (broken)
 		code = error_set(err, EXIT_UNAVAILABLE, "%s: connection lost while a command ran: %s",

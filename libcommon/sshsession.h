@@ -18,7 +18,7 @@
 #define SSH_DEFAULT_PORT 22
 #define SSH_DEFAULT_CONNECT_TIMEOUT 10   /* seconds: TCP, handshake, authentication */
 #define SSH_DEFAULT_COMMAND_TIMEOUT 60   /* seconds: each remote command and SFTP request */
-#define SSH_MAX_TIMEOUT 3600
+#define SSH_MAX_TIMEOUT 600            /* MAX_COMMAND_TIMEOUT_SECONDS: inside the units' TimeoutStartSec */
 #define SSH_HOST_KEY_SHA256_LENGTH 32
 /* Where the key, password and known_hosts files a target names must live ($CERTCTL_SECRETS_DIR). */
 #define SSH_DEFAULT_SECRETS_DIR "/etc/certctl/ssh"

@@ -168,7 +168,7 @@ expect_no_temps() {
 	expect_installed v1
 }
 
-@test "atomic: an existing 0640 file owned by nobody:nogroup keeps its owner, group and mode" {
+@test "atomic: an existing 0640 file owned by nobody:nogroup keeps its owner, group and mode; a key only when root's" {
 	apply v1
 	chown nobody:nogroup "$D/cert.pem" "$D/key.pem"
 	chmod 0640 "$D/cert.pem" "$D/key.pem"
@@ -176,7 +176,13 @@ expect_no_temps() {
 	expect_status 0
 	expect_installed v2
 	expect_equal "nobody:nogroup 640" "$(stat -c '%U:%G %a' "$D/cert.pem")" "cert"
-	expect_equal "nobody:nogroup 640" "$(stat -c '%U:%G %a' "$D/key.pem")" "key"
+	# a key's owner is kept only when it is root or the configured owner (issue 13)
+	expect_equal "root:root 600" "$(stat -c '%U:%G %a' "$D/key.pem")" "key"
+	chown root:nogroup "$D/key.pem"
+	chmod 0640 "$D/key.pem"
+	apply v1
+	expect_status 0
+	expect_equal "root:nogroup 640" "$(stat -c '%U:%G %a' "$D/key.pem")" "key"
 }
 
 @test "atomic: explicit owner, group and modes from the config win over the existing file" {
@@ -351,4 +357,152 @@ expect_no_temps() {
 	expect_equal "[\"$D/key.pem\"]" "$(field -c .would_change)"
 	expect_installed v1
 	expect_no_temps
+}
+
+# Hostile hosts (issue 13): a destination directory another user can write to.
+
+# shared_dir: $D becomes a directory owned by nobody, which nobody can reach.
+shared_dir() {
+	SHARED_TOP=$(mktemp -d /tmp/certctl-shared.XXXXXX)
+	chmod 0755 "$SHARED_TOP"
+	D="$SHARED_TOP/dest"
+	mkdir "$D"
+	chown nobody:nogroup "$D"
+}
+
+teardown() {
+	[ -z "${SHARED_TOP:-}" ] || rm -rf "$SHARED_TOP"
+}
+
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+
+expect_private_key() {
+	cmp -s "$PKI/$1.key" "$D/key.pem" || { echo "key.pem is not $1"; return 1; }
+	[ ! -L "$D/key.pem" ] || { echo "key.pem is still a symbolic link"; return 1; }
+	expect_equal "root:root 600" "$(stat -c '%U:%G %a' "$D/key.pem")" "key owner and mode"
+	if as_nobody cat "$D/key.pem" >/dev/null 2>&1; then echo "nobody can read key.pem"; return 1; fi
+}
+
+@test "atomic: a destination directory writable by nobody is refused with 78 and nothing is written" {
+	shared_dir
+	apply v1
+	expect_status 78
+	expect_contains "$(field .error)" "directory $D can be written by other users"
+	expect_contains "$(field .error)" "allow_shared_directory"
+	expect_equal 0 "$(find "$D" -mindepth 1 | wc -l)" "entries in $D"
+	chown root:nogroup "$D"
+	chmod 0775 "$D"
+	apply v1
+	expect_status 78
+	chmod 1777 "$D"
+	chown root "$D"
+	apply v1
+	expect_status 0
+}
+
+@test "atomic: allow_shared_directory: a 0644 key file nobody swapped in ends as a root 0600 key nobody cannot read" {
+	shared_dir
+	echo probe > "$D/probe"
+	as_nobody cat "$D/probe" >/dev/null  # nobody can reach $D: the refusals below are the key's mode
+	apply v1 '{"allow_shared_directory":true}'
+	expect_status 0
+	expect_private_key v1
+	as_nobody sh -c 'rm -f "$1/key.pem" && echo bait > "$1/key.pem" && chmod 0644 "$1/key.pem"' sh "$D"
+	expect_equal "nobody 644" "$(stat -c '%U %a' "$D/key.pem")" "swapped-in file"
+	apply v2 '{"allow_shared_directory":true}'
+	expect_status 0
+	expect_private_key v2
+	for backup in "$D"/key.pem.certctl-bak.*; do
+		expect_equal "root 600" "$(stat -c '%U %a' "$backup")" "key backup $backup"
+	done
+}
+
+@test "atomic: allow_shared_directory: a symbolic link at the key path is replaced, never written through" {
+	shared_dir
+	apply v1 '{"allow_shared_directory":true}'
+	expect_status 0
+	as_nobody sh -c 'echo bait > "$1/bait" && chmod 0666 "$1/bait" && rm -f "$1/key.pem" && ln -s "$1/bait" "$1/key.pem"' sh "$D"
+	apply v2 '{"allow_shared_directory":true}'
+	expect_status 0
+	expect_private_key v2
+	expect_equal bait "$(cat "$D/bait")" "the link's target"
+	expect_equal "nobody 666" "$(stat -c '%U %a' "$D/bait")" "the link's target"
+}
+
+@test "atomic: a parent directory replaced by a symbolic link between two deploys: nothing is written through it" {
+	T="$BATS_TEST_TMPDIR/top"
+	D="$T/parent/dir"
+	mkdir -p "$D" "$BATS_TEST_TMPDIR/elsewhere/dir"
+	apply v1
+	expect_status 0
+	echo old > "$BATS_TEST_TMPDIR/elsewhere/dir/cert.pem"
+	mv "$T/parent" "$T/parent.moved"
+	ln -s "$BATS_TEST_TMPDIR/elsewhere" "$T/parent"
+	apply v2
+	expect_status 73
+	expect_contains "$(field .error)" "$T/parent is a symbolic link or not a directory"
+	expect_equal "cert.pem" "$(ls -A "$BATS_TEST_TMPDIR/elsewhere/dir" | tr '\n' ' ' | sed 's/ $//')" "entries behind the link"
+	expect_equal old "$(cat "$BATS_TEST_TMPDIR/elsewhere/dir/cert.pem")" "the file behind the link"
+	run --separate-stderr "$APPLY" --dry-run file "$(config)" "$PKI/v2.pem" "$PKI/v2.key" "$PKI/chain.pem"
+	expect_status 73
+}
+
+# fifo_refused ARGS...: the driver exits 73 within a second naming the FIFO.
+fifo_refused() {
+	local start end
+	start=$(date +%s%N)
+	run --separate-stderr timeout 10 "$APPLY" "$@"
+	end=$(date +%s%N)
+	expect_status 73
+	expect_contains "$output$stderr" "$D/cert.pem: exists and is not a regular file"
+	[ $(( (end - start) / 1000000 )) -lt 1000 ] || { echo "took $(( (end - start) / 1000000 )) ms"; return 1; }
+}
+
+@test "atomic: a FIFO at a destination is 73 within a second for a redeploy, a new version and --dry-run; the lock is free" {
+	apply v1
+	expect_status 0
+	rm "$D/cert.pem"
+	mkfifo "$D/cert.pem"
+	fifo_refused file "$(config)" "$PKI/v1.pem" "$PKI/v1.key" "$PKI/chain.pem"
+	fifo_refused file "$(config)" "$PKI/v2.pem" "$PKI/v2.key" "$PKI/chain.pem"
+	fifo_refused --dry-run file "$(config)" "$PKI/v2.pem" "$PKI/v2.key" "$PKI/chain.pem"
+	[ -p "$D/cert.pem" ]
+	cmp "$PKI/v1.key" "$D/key.pem"
+	expect_no_temps
+	expect_equal 0 "$(find "$D" -name '*.certctl-bak.*' | wc -l)" "backups"
+	flock -n "$D/.cert.pem.certctl-lock" true
+	flock -n "$D/.key.pem.certctl-lock" true
+}
+
+@test "atomic: a FIFO planted as the lock file is refused with 73, never waited on" {
+	mkfifo "$D/.cert.pem.certctl-lock"
+	run --separate-stderr timeout 10 "$APPLY" file "$(config)" "$PKI/v1.pem" "$PKI/v1.key" "$PKI/chain.pem"
+	expect_status 73
+	expect_contains "$(field .error)" "is not a regular file"
+	[ ! -e "$D/cert.pem" ]
+}
+
+# Run deadline (issue 13): commands end before the unit's TimeoutStartSec would kill the deploy.
+
+@test "atomic: under CERTCTL_RUN_DEADLINE a reload's timeout is cut to the time left minus the rollback reserve" {
+	apply v1
+	start=$(date +%s%N)
+	CERTCTL_RUN_DEADLINE=4 CERTCTL_COMMAND_TIMEOUT=60 \
+		run --separate-stderr timeout 30 "$APPLY" file "$(config '{"reload_command":["sleep","30"]}')" \
+		"$PKI/v2.pem" "$PKI/v2.key" "$PKI/chain.pem"
+	elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+	expect_status 1
+	expect_contains "$(field .error)" "sleep timed out after"
+	expect_contains "$(field .error)" "cut to fit the run deadline, CERTCTL_RUN_DEADLINE"
+	# the first reload got 4 s less the 1 s reserve, the reload after the rollback the rest
+	expect_equal true "$(field .metadata.daemon_state_unknown)"
+	expect_installed v1
+	[ "$elapsed" -ge 3000 ] && [ "$elapsed" -lt 6000 ] || { echo "took $elapsed ms, expected about 4000"; return 1; }
+}
+
+@test "atomic: a malformed CERTCTL_RUN_DEADLINE is a usage error (64) and nothing is written" {
+	CERTCTL_RUN_DEADLINE=soon run --separate-stderr "$APPLY" file "$(config)" "$PKI/v1.pem" "$PKI/v1.key" "$PKI/chain.pem"
+	expect_status 64
+	expect_contains "$stderr" "CERTCTL_RUN_DEADLINE: 'soon': must be a number of seconds from 1 to 86400"
+	[ ! -e "$D/cert.pem" ]
 }

@@ -506,7 +506,8 @@ default_commands() {
 		printf '{"id":"job-nul","type":"Renewal"}\0{"id":"job-joined","type":"Renewal"}\n'
 		claim_jobs
 	} > "$input"
-	run --separate-stderr as_agent agent-web01 /usr/bin/time -v -o "$BATS_TEST_TMPDIR/time" certctl-deploy < "$input"
+	run --separate-stderr as_agent agent-web01 /usr/bin/time -v -o "$BATS_TEST_TMPDIR/time" \
+		"$CERTCTL_BIN/certctl-deploy" < "$input"
 	expect_status 65
 	expect_contains "$stderr" "certctl-deploy: line 2: longer than 1048576 bytes"
 	expect_contains "$stderr" "certctl-deploy: line 3: holds a NUL byte"
@@ -517,4 +518,48 @@ default_commands() {
 	rss=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$BATS_TEST_TMPDIR/time")
 	[ -n "$rss" ] || { echo "no peak RSS in: $(cat "$BATS_TEST_TMPDIR/time")"; return 1; }
 	[ "$rss" -lt 32768 ] || { echo "peak RSS ${rss} KiB, expected under 32768"; return 1; }
+}
+
+# Run deadline (issue 13): no job starts that could outlast the unit's TimeoutStartSec.
+
+@test "deploy: a job that would not fit before CERTCTL_RUN_DEADLINE is not started and stays Running for the reaper (75)" {
+	add_target target-a file "$(files_config '{"validate_command":["sleep","2.5"]}')"
+	mkdir -p "$D/b"
+	add_target target-b file "$(jq -cn --arg d "$D/b" '{cert_path: ($d+"/cert.pem"), key_path: ($d+"/key.pem")}')"
+	import_version v1
+	LINES=$(claim_jobs)
+	expect_equal 2 "$(wc -l <<<"$LINES")" "claimed jobs"
+	# a worst-case job needs 2 x 3 s + a 2 s reserve = 8 s; after the first
+	# job's 2.5 s validate fewer than 8 of the 10 s are left.
+	LINES=$(jq -c 'select(.target_id == "target-a")' <<<"$LINES"; jq -c 'select(.target_id == "target-b")' <<<"$LINES")
+	CERTCTL_RUN_DEADLINE=10 CERTCTL_COMMAND_TIMEOUT=3 deploy_lines
+	expect_status 75
+	expect_equal Completed "$(sql "SELECT status FROM jobs WHERE target_id = 'target-a'")" "first job"
+	expect_equal Running "$(sql "SELECT status FROM jobs WHERE target_id = 'target-b'")" "second job"
+	expect_contains "$stderr" "not started:"
+	expect_contains "$stderr" "left before the run deadline (CERTCTL_RUN_DEADLINE), a deploy may need 8.0 s; left Running for the reaper"
+	[ ! -e "$D/b/cert.pem" ]
+}
+
+@test "deploy: CERTCTL_COMMAND_TIMEOUT above 600 s counts as 600: a 1300 s run deadline still fits a job" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	CERTCTL_RUN_DEADLINE=1300 CERTCTL_COMMAND_TIMEOUT=3600 deploy_lines
+	expect_status 0
+	expect_equal Completed "$(job_column status)"
+}
+
+@test "deploy: a job line whose attempts do not fit an int is 65 and never passes for the claim it truncates to" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	LINES=$(claim_jobs)
+	expect_equal 1 "$(job_column attempts)" "attempts of the claim"
+	# 2^32 + 1 truncated to an int is 1, this claim's attempts
+	LINES=$(jq -c '.attempts = 4294967297' <<<"$LINES")
+	deploy_lines
+	expect_status 65
+	expect_contains "$stderr" "line 1: attempts 4294967297: must be from 0 to 2147483647"
+	expect_equal Running "$(job_column status)"
+	[ ! -e "$D/cert.pem" ]
 }

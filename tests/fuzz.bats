@@ -55,6 +55,10 @@ replay() {
 	replay sealed
 }
 
+@test "fuzz: certctl-deploy job-line parser corpus replays cleanly" {
+	replay jobline
+}
+
 @test "fuzz: a replay over an input it cannot read fails" {
 	printf '{"kind":"target","id":"t","type":"nginx","agent_id":"a"}\n' > "$BATS_TEST_TMPDIR/good"
 	run --separate-stderr "$CERTCTL_UNIT/fuzz_replay_inventory" "$BATS_TEST_TMPDIR/good" "$BATS_TEST_TMPDIR/missing"

@@ -580,3 +580,110 @@ pipeline_setup() {
 	expect_contains "$stderr" "only algorithms certctl rejects"
 	[ ! -e "$REMOTE/cert.pem" ] || { echo "cert.pem written"; return 1; }
 }
+
+# Hostile hosts (issue 13): rollback data lives on the remote, not only in our memory.
+
+@test "ssh: a replaced file is kept on the remote as <path>.certctl-bak.<timestamp> with its mode and owner" {
+	preinstall_v1
+	chown nobody:nogroup "$REMOTE/cert.pem"
+	deploy "$(target_config)" v2
+	expect_status 0
+	cmp "$REMOTE"/cert.pem.certctl-bak.* <(cat "$PKI/v1.pem" "$PKI/chain.pem")
+	cmp "$REMOTE"/key.pem.certctl-bak.* "$PKI/v1.key"
+	expect_equal "640 nobody:nogroup" "$(stat -c '%a %U:%G' "$REMOTE"/cert.pem.certctl-bak.*)" "cert backup"
+	expect_equal "400 root:root" "$(stat -c '%a %U:%G' "$REMOTE"/key.pem.certctl-bak.*)" "key backup"
+	expect_equal "" "$(find "$REMOTE" -name '*.certctl-inflight')" "markers left"
+	for v in v1 v2 v1 v2; do deploy "$(target_config)" $v; expect_status 0; done
+	expect_equal 3 "$(find "$REMOTE" -name 'cert.pem.certctl-bak.*' | wc -l)" "cert backups kept (backup_retention 3)"
+	deploy "$(target_config '. + {backup_retention: 1}')" v1
+	expect_status 0
+	expect_equal 1 "$(find "$REMOTE" -name 'key.pem.certctl-bak.*' | wc -l)" "key backups kept (backup_retention 1)"
+	cmp "$REMOTE"/key.pem.certctl-bak.* "$PKI/v2.key"
+}
+
+# killed_during_reload CONFIG VERSION: the driver is SIGKILLed while the remote reload runs.
+killed_during_reload() {
+	local pid
+	"$CERTCTL_UNIT/test_ssh_apply" "$1" "$PKI/$2.pem" "$PKI/$2.key" "$PKI/chain.pem" \
+		> "$BATS_TEST_TMPDIR/killed.out" 2>&1 &
+	pid=$!
+	wait_for_file "$BATS_TEST_TMPDIR/reload-started"
+	kill -KILL "$pid"
+	wait "$pid" || expect_equal 137 "$?" "status of the killed deploy"
+	rm -f "$BATS_TEST_TMPDIR/hold"
+}
+
+wait_for_file() {
+	local i
+	for i in $(seq 1 200); do
+		[ ! -e "$1" ] || return 0
+		sleep 0.05
+	done
+	echo "$1 never appeared"
+	return 1
+}
+
+# A reload that says it started and then waits until the test lets it go.
+holding_reload() {
+	touch "$BATS_TEST_TMPDIR/hold"
+	target_config --arg started "$BATS_TEST_TMPDIR/reload-started" --arg hold "$BATS_TEST_TMPDIR/hold" \
+		'. + {reload_command: ["sh","-c","touch \"$1\"; while [ -e \"$2\" ]; do sleep 0.1; done","reload",$started,$hold]}'
+}
+
+@test "ssh: SIGKILL after the remote rename and before the reload ends leaves the old bytes in *.certctl-bak.*; the next deploy reports them" {
+	preinstall_v1
+	killed_during_reload "$(holding_reload)" v2
+	cmp "$REMOTE/cert.pem" <(cat "$PKI/v2.pem" "$PKI/chain.pem")
+	cmp "$REMOTE"/cert.pem.certctl-bak.* <(cat "$PKI/v1.pem" "$PKI/chain.pem")
+	cmp "$REMOTE"/key.pem.certctl-bak.* "$PKI/v1.key"
+	expect_mode 400 "$REMOTE"/key.pem.certctl-bak.*
+	cert_backup=$(echo "$REMOTE"/cert.pem.certctl-bak.*)
+	key_backup=$(echo "$REMOTE"/key.pem.certctl-bak.*)
+	deploy "$(target_config)" v2
+	expect_status 0
+	expect_equal Skipped "$(field .outcome)"
+	expect_equal "[\"$cert_backup\",\"$key_backup\"]" "$(printf '%s\n' "$output" | jq -c .metadata.interrupted_run_backups)" \
+		"interrupted_run_backups"
+	# reported once; the backups themselves stay, as any other backup
+	deploy "$(target_config)" v2
+	expect_status 0
+	expect_equal null "$(field .metadata.interrupted_run_backups)"
+	cmp "$cert_backup" <(cat "$PKI/v1.pem" "$PKI/chain.pem")
+}
+
+@test "ssh: after a killed run, a deploy whose reload fails restores from the backups on the remote" {
+	preinstall_v1
+	killed_during_reload "$(holding_reload)" v2
+	# v1 again, with a reload that fails once: it reports the killed run's
+	# backups and restores v2, the bytes its own backups hold.
+	counter="$BATS_TEST_TMPDIR/reloads"
+	deploy "$(target_config --arg counter "$counter" '. + {reload_command:["sh","-c","n=$(cat \"$1\" 2>/dev/null || echo 0); echo $((n+1)) > \"$1\"; [ \"$n\" -ge 1 ] || { echo reload broke >&2; exit 3; }","reload",$counter]}')" v1
+	expect_status 1
+	expect_equal restored "$(field .metadata.backup_status_key)"
+	expect_equal 2 "$(printf '%s\n' "$output" | jq '.metadata.interrupted_run_backups | length')" "reported backups"
+	cmp "$REMOTE/key.pem" "$PKI/v2.key"
+	cmp "$REMOTE/cert.pem" <(cat "$PKI/v2.pem" "$PKI/chain.pem")
+	expect_no_temp_files "$REMOTE"
+	# the killed run's backups (v1) are still there for a human
+	cmp "$REMOTE"/key.pem.certctl-bak.* "$PKI/v1.key"
+}
+
+@test "ssh: the restore comes from the backup files on the remote: with them gone it fails (exit 2), bytes named" {
+	preinstall_v1
+	deploy "$(target_config --arg dir "$REMOTE" '. + {reload_command:["sh","-c","rm -f \"$1\"/*.certctl-bak.*; echo reload broke >&2; exit 1","reload",$dir]}')" v2
+	expect_status 2
+	expect_equal true "$(field .metadata.manual_action_required)"
+	expect_contains "$(field .error)" "cannot read backup $REMOTE/cert.pem.certctl-bak."
+	# the marker stays for the next deploy, which reports nothing it cannot find
+	[ -e "$REMOTE/.cert.pem.certctl-inflight" ]
+}
+
+@test "ssh: command_timeout and connect_timeout above 600 s are 78, inside the units' TimeoutStartSec" {
+	for key in command_timeout connect_timeout; do
+		deploy "$(target_config --arg key "$key" '. + {($key): 601}')" v1
+		expect_status 78
+		expect_contains "$stderr" "config $key: must be an integer from 1 to 600"
+	done
+	deploy "$(target_config '. + {command_timeout: 600}')" v1
+	expect_status 0
+}

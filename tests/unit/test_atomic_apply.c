@@ -16,6 +16,7 @@
 #include "exitcode.h"
 #include "fileio.h"
 #include "outcome.h"
+#include "runcmd.h"
 #include "signals.h"
 
 int main(int argc, char *argv[])
@@ -36,6 +37,10 @@ int main(int argc, char *argv[])
 		return EXIT_USAGE;
 	}
 	signals_install();
+	if (run_deadline_start(&err) != 0) {
+		fprintf(stderr, "test_atomic_apply: %s\n", err.message);
+		return err.code;
+	}
 	config = json_tokener_parse(argv[first + 1]);
 	cert = file_read_all(argv[first + 2], 1 << 20, NULL, &err);
 	key = file_read_all(argv[first + 3], 1 << 20, &key_length, &err);
