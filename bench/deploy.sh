@@ -52,9 +52,6 @@ certctl-enroll agent-bench --db-role certctl_agent_bench --password-file "$work/
 	--public-key "$public_key" >/dev/null
 export CERTCTL_AGENT_KEY_FILE="$work/agent.key"
 for i in $(seq 1 "$JOBS"); do mkdir -p "$work/targets/$i" "$work/shell/$i"; done
-# The agent's own key pair: versions are sealed to it, and the deploy opens its copy.
-export CERTCTL_AGENT_KEY_FILE="$work/agent.key"
-certctl-enroll agent-bench --public-key "$(certctl-keygen | jq -r .public_key)" >/dev/null
 
 # round VERSION: import (unless already), enqueue, then time claim | deploy.
 round() {
