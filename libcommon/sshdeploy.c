@@ -21,6 +21,7 @@
 
 #include "applier.h"
 #include "atomic.h"
+#include "digest.h"
 #include "exitcode.h"
 #include "signals.h"
 #include "sshdeploy.h"
@@ -58,14 +59,13 @@ static char *temp_path_for(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 	unsigned char random_bytes[6];
-	char *temp;
+	char random_hex[2 * sizeof(random_bytes) + 1], *temp;
 
 	if (slash == NULL || RAND_bytes(random_bytes, sizeof(random_bytes)) != 1)
 		return NULL;
-	if (asprintf(&temp, "%.*s/.%s" TEMP_FILE_INFIX "%ld-%02x%02x%02x%02x%02x%02x",
-		     (int)(slash - path), path, slash + 1, (long)getpid(),
-		     random_bytes[0], random_bytes[1], random_bytes[2],
-		     random_bytes[3], random_bytes[4], random_bytes[5]) < 0)
+	hex_encode(random_bytes, sizeof(random_bytes), random_hex);
+	if (asprintf(&temp, "%.*s/.%s" TEMP_FILE_INFIX "%ld-%s", (int)(slash - path), path, slash + 1,
+		     (long)getpid(), random_hex) < 0)
 		return NULL;
 	return temp;
 }

@@ -14,10 +14,13 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "deadline.h"
+#include "digest.h"
 #include "exitcode.h"
 #include "fileio.h"
 #include "runcmd.h"
 #include "sshsession.h"
+#include "tcpconnect.h"
 
 #define SECRET_FILE_MAX 4096
 #define SECRETS_DIR_ENV "CERTCTL_SECRETS_DIR"
@@ -26,17 +29,9 @@
 /* After a command timed out, how long closing its channel may take. */
 #define CLOSE_GRACE_MS 2000
 
-static long long now_ms(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 static long remaining_ms(long long deadline)
 {
-	long long left = deadline - now_ms();
+	long long left = deadline - monotonic_milliseconds();
 
 	if (left < 1)
 		return 1;
@@ -81,47 +76,21 @@ static int option_integer(const char *target_id, json_object *config, const char
 	return 0;
 }
 
-static int hex_value(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* "SHA256:<base64>" (ssh-keygen -lf), bare base64, or 64 hex digits (colons allowed). */
 static bool decode_host_key_pin(const char *text, unsigned char pin[SSH_HOST_KEY_SHA256_LENGTH])
 {
 	unsigned char decoded[SSH_HOST_KEY_SHA256_LENGTH + 3];
-	char padded[48];
-	size_t length, digits = 0;
-	bool hex = true;
+	char padded[48], digits[2 * SSH_HOST_KEY_SHA256_LENGTH + 1];
+	size_t length, count = 0;
 
 	if (strncmp(text, "SHA256:", 7) == 0)
 		text += 7;
-	for (const char *p = text; *p; p++) {
-		if (*p == ':')
-			continue;
-		if (hex_value(*p) < 0)
-			hex = false;
-		digits++;
-	}
-	if (hex && digits == 2 * SSH_HOST_KEY_SHA256_LENGTH) {
-		size_t n = 0;
-		for (const char *p = text; *p; p++) {
-			if (*p == ':')
-				continue;
-			if (n % 2 == 0)
-				pin[n / 2] = (unsigned char)(hex_value(*p) << 4);
-			else
-				pin[n / 2] |= (unsigned char)hex_value(*p);
-			n++;
-		}
+	/* Hex, with or without colons between the bytes; a 65th digit means too many. */
+	for (const char *p = text; *p && count < sizeof(digits); p++)
+		if (*p != ':')
+			digits[count++] = *p;
+	if (count == 2 * SSH_HOST_KEY_SHA256_LENGTH && hex_decode(digits, SSH_HOST_KEY_SHA256_LENGTH, pin) == 0)
 		return true;
-	}
 	length = strlen(text);
 	while (length > 0 && text[length - 1] == '=')
 		length--;
@@ -304,52 +273,24 @@ static const char *session_error_text(LIBSSH2_SESSION *session)
 	return message != NULL && length > 0 ? message : "unknown error";
 }
 
-static int tcp_connect(const struct ssh_options *options, long long deadline, int *socket_out,
-		       struct error *err)
+/* The shared connect-with-deadline (tcpconnect.h), worded as ssh's "host:port: ..." errors. */
+static int ssh_tcp_connect(const struct ssh_options *options, long long deadline, int *socket_out,
+			   struct error *err)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	struct addrinfo *addresses = NULL;
+	struct tcp_failure failure;
 	char port[8];
-	int status, last_errno = ETIMEDOUT;
 
 	snprintf(port, sizeof(port), "%d", options->port);
-	if ((status = getaddrinfo(options->host, port, &hints, &addresses)) != 0)
-		return error_set(err, EXIT_UNAVAILABLE, "%s:%d: cannot resolve host: %s",
-				 options->host, options->port, gai_strerror(status));
-	for (struct addrinfo *address = addresses; address != NULL; address = address->ai_next) {
-		int fd = socket(address->ai_family, address->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-				address->ai_protocol);
-		if (fd < 0) {
-			last_errno = errno;
-			continue;
-		}
-		int connect_errno = connect(fd, address->ai_addr, address->ai_addrlen) == 0 ? 0 : errno;
-		if (connect_errno == EINPROGRESS) {
-			struct pollfd ready = { .fd = fd, .events = POLLOUT };
-			int error_code = ETIMEDOUT;
-			socklen_t size = sizeof(error_code);
-			int polled;
-
-			do
-				polled = poll(&ready, 1, (int)remaining_ms(deadline));
-			while (polled < 0 && errno == EINTR && now_ms() < deadline);
-			if (polled > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &error_code, &size) != 0)
-				error_code = errno;
-			connect_errno = polled > 0 ? error_code : ETIMEDOUT;
-		}
-		if (connect_errno == 0) {
-			*socket_out = fd;
-			freeaddrinfo(addresses);
-			return 0;
-		}
-		last_errno = connect_errno;
-		close(fd);
-		if (now_ms() >= deadline)
-			break;
-	}
-	freeaddrinfo(addresses);
-	return error_set(err, EXIT_UNAVAILABLE, "%s:%d: cannot connect: %s",
-			 options->host, options->port, strerror(last_errno));
+	if ((*socket_out = tcp_connect(options->host, port, deadline, false, &failure)) >= 0)
+		return 0;
+	if (failure.step == TCP_FAILED_RESOLVE)
+		return error_set(err, EXIT_UNAVAILABLE, "%s:%d: cannot resolve host: %s", options->host,
+				 options->port, gai_strerror(failure.resolve_status));
+	if (failure.step == TCP_FAILED_NO_ADDRESS)
+		return error_set(err, EXIT_UNAVAILABLE, "%s:%d: cannot resolve host: no address",
+				 options->host, options->port);
+	return error_set(err, EXIT_UNAVAILABLE, "%s:%d: cannot connect: %s", options->host, options->port,
+			 strerror(failure.step == TCP_FAILED_TIMEOUT ? ETIMEDOUT : failure.error_number));
 }
 
 /*
@@ -442,7 +383,7 @@ static int explain_refused_methods(const struct ssh_options *options, long long 
 	int fd = -1;
 	struct error probe_err;
 
-	if (tcp_connect(options, deadline, &fd, &probe_err) == 0 && (probe = libssh2_session_init()) != NULL) {
+	if (ssh_tcp_connect(options, deadline, &fd, &probe_err) == 0 && (probe = libssh2_session_init()) != NULL) {
 		libssh2_session_set_timeout(probe, remaining_ms(deadline));
 		if (libssh2_session_handshake(probe, fd) == 0) {
 			for (size_t i = 0; i < sizeof(ssh_method_policies) / sizeof(ssh_method_policies[0]); i++) {
@@ -629,7 +570,7 @@ int ssh_connect(const struct ssh_options *options, struct ssh_connection *connec
 		struct error *err)
 {
 	bool cut;
-	long long deadline = now_ms() + run_deadline_command_ms(options->connect_timeout, &cut);
+	long long deadline = monotonic_milliseconds() + run_deadline_command_ms(options->connect_timeout, &cut);
 	int rc, code;
 
 	memset(connection, 0, sizeof(*connection));
@@ -643,7 +584,7 @@ int ssh_connect(const struct ssh_options *options, struct ssh_connection *connec
 	if (libssh2_init(0) != 0)
 		return error_set(err, EXIT_INTERNAL, "libssh2_init failed");
 	connection->library_initialized = true;
-	if ((code = tcp_connect(options, deadline, &connection->socket, err)) != 0)
+	if ((code = ssh_tcp_connect(options, deadline, &connection->socket, err)) != 0)
 		return code;
 	if ((connection->session = libssh2_session_init()) == NULL)
 		return error_set(err, EXIT_INTERNAL, "libssh2_session_init failed");
@@ -785,7 +726,7 @@ int ssh_run_command(struct ssh_connection *connection, const char *command, stru
 	LIBSSH2_CHANNEL *channel;
 	bool cut;
 	long long allowed = run_deadline_command_ms(connection->command_timeout, &cut);
-	long long deadline = now_ms() + allowed;
+	long long deadline = monotonic_milliseconds() + allowed;
 	char kept[STDERR_KEPT], buffer[4096], summary[SUMMARY_MAX + 1];
 	size_t kept_length = 0;
 	char *signal_name = NULL;
@@ -823,7 +764,7 @@ int ssh_run_command(struct ssh_connection *connection, const char *command, stru
 			continue;
 		if (libssh2_channel_eof(channel))
 			break;
-		if (now_ms() >= deadline) {
+		if (monotonic_milliseconds() >= deadline) {
 			timed_out = true;
 			break;
 		}
