@@ -94,7 +94,7 @@ static int roll_back_install(const struct applier *applier, const struct deploy_
 			      "cannot install %s (%s) and restoring the files already installed failed (%s): manual action required",
 			      plan->files[failed].path, why, reasons);
 	}
-	return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+	return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED_CLEANLY, err,
 		      "cannot install %s: %s; rolled back to pre-deploy state", plan->files[failed].path, why);
 }
 
@@ -116,11 +116,11 @@ static int roll_back_reload(const struct applier *applier, const struct deploy_p
 	}
 	if (applier->ops->reload(applier->context, &again) != 0) {
 		result->daemon_state_unknown = true;
-		return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+		return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED_CLEANLY, err,
 			      "%sreload command failed; rolled back to pre-deploy state, but the reload after the rollback failed too (%s); first failure: %s",
 			      prefix, again.message, reload_error);
 	}
-	return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED, err,
+	return deploy_result_finish(result, DEPLOY_OUTCOME_FAILED, EXIT_FAILED_CLEANLY, err,
 		      "%sreload command failed; rolled back to pre-deploy state: %s", prefix, reload_error);
 }
 

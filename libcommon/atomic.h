@@ -19,7 +19,7 @@
 /*
  * Applies plan to the local filesystem and fills result (outcome, backup
  * status per file, daemon_state_unknown, manual_action_required, error).
- * Returns result->exit_code: 0 (Completed or Skipped); EXIT_FAILED (nothing
+ * Returns result->exit_code: 0 (Completed or Skipped); EXIT_FAILED_CLEANLY (nothing
  * changed, or rolled back); EXIT_MANUAL_ACTION (restore failed); EXIT_CONFIG
  * (unknown owner/group); EXIT_CANT_CREATE (a temp file could not be written;
  * nothing changed); EXIT_TEMPORARY (SIGINT/SIGTERM before anything changed).

@@ -431,7 +431,7 @@ static int deploy_one(struct run *run, struct job *job, const PGresult *row)
 		if (run->options->verify == VERIFY_STRICT) {
 			completed = false;
 			status = "Failed";
-			code = EXIT_FAILED;
+			code = EXIT_FAILED_CLEANLY;
 			snprintf(result.error, sizeof(result.error), "verification %s: %s", verification.status,
 				 verification.error);
 		} else {
@@ -528,11 +528,11 @@ static int process_job(struct run *run, const struct job_line *line)
 	if (job.target_id == NULL || text_or_null(row, COL_TARGET_TYPE) == NULL)
 		code = fail_job(run, &job, EXIT_NOT_FOUND, "job has no deployment target");
 	else if (strcmp(PQgetvalue(row, 0, COL_AGENT_RETIRED), "t") == 0)
-		code = fail_job(run, &job, EXIT_FAILED, "assigned agent is retired");
+		code = fail_job(run, &job, EXIT_FAILED_CLEANLY, "assigned agent is retired");
 	else if (strcmp(PQgetvalue(row, 0, COL_TARGET_RETIRED), "t") == 0)
-		code = fail_job(run, &job, EXIT_FAILED, "assigned target is retired");
+		code = fail_job(run, &job, EXIT_FAILED_CLEANLY, "assigned target is retired");
 	else if (strcmp(PQgetvalue(row, 0, COL_AGENT_ONLINE), "t") != 0)
-		code = fail_job(run, &job, EXIT_FAILED, "agent is offline");
+		code = fail_job(run, &job, EXIT_FAILED_CLEANLY, "agent is offline");
 	else
 		code = deploy_one(run, &job, row);
 out:

@@ -4,7 +4,7 @@ static int exit_code_rank(int code)
 {
 	static const int order[] = {
 		EXIT_MANUAL_ACTION, EXIT_FORBIDDEN, EXIT_CONFIG, EXIT_UNAVAILABLE,
-		EXIT_NOT_FOUND, EXIT_DATA, EXIT_FAILED, EXIT_OK,
+		EXIT_NOT_FOUND, EXIT_DATA, EXIT_FAILED_CLEANLY, EXIT_OK,
 	};
 	const int count = (int)(sizeof(order) / sizeof(order[0]));
 

@@ -4,7 +4,7 @@
 
 enum certctl_exit {
 	EXIT_OK = 0,
-	EXIT_FAILED = 1,          /* ran and failed cleanly (rolled back) */
+	EXIT_FAILED_CLEANLY = 1,  /* ran and failed cleanly (rolled back); not libc's EXIT_FAILURE */
 	EXIT_MANUAL_ACTION = 2,   /* could not restore; a human must look */
 	EXIT_BLOCKED = 3,         /* refused because of dependencies */
 	EXIT_RETIRED = 4,         /* the agent is retired: stop, do not retry */

@@ -195,17 +195,17 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 	if (argv == NULL || argv[0] == NULL)
 		return 0;
 	if ((environment = scrubbed_environment(env)) == NULL)
-		return error_set(err, EXIT_FAILED, "%s: cannot run: out of memory", argv[0]);
+		return error_set(err, EXIT_FAILED_CLEANLY, "%s: cannot run: out of memory", argv[0]);
 	if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
 		free(environment);
-		return error_set(err, EXIT_FAILED, "%s: cannot run: pipe: %s", argv[0], strerror(errno));
+		return error_set(err, EXIT_FAILED_CLEANLY, "%s: cannot run: pipe: %s", argv[0], strerror(errno));
 	}
 	pid = fork();
 	if (pid < 0) {
 		free(environment);
 		close(pipe_fds[0]);
 		close(pipe_fds[1]);
-		return error_set(err, EXIT_FAILED, "%s: cannot run: fork: %s", argv[0], strerror(errno));
+		return error_set(err, EXIT_FAILED_CLEANLY, "%s: cannot run: fork: %s", argv[0], strerror(errno));
 	}
 	if (pid == 0)
 		exec_child(argv, environment, pipe_fds[1]);
@@ -225,7 +225,7 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 			break;
 		if (waited < 0 && errno != EINTR) {
 			close(pipe_fds[0]);
-			return error_set(err, EXIT_FAILED, "%s: cannot wait: %s", argv[0], strerror(errno));
+			return error_set(err, EXIT_FAILED_CLEANLY, "%s: cannot wait: %s", argv[0], strerror(errno));
 		}
 		if (left <= 0) {
 			timed_out = true;
@@ -270,16 +270,16 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 	one_line(summary);
 
 	if (timed_out && cut)
-		return error_set(err, EXIT_FAILED, "%s timed out after %.1f s (cut to fit the run deadline, %s) and was killed%s%s",
+		return error_set(err, EXIT_FAILED_CLEANLY, "%s timed out after %.1f s (cut to fit the run deadline, %s) and was killed%s%s",
 				 argv[0], (double)allowed / 1000, RUN_DEADLINE_ENV, summary[0] ? ": " : "", summary);
 	if (timed_out)
-		return error_set(err, EXIT_FAILED, "%s timed out after %d s and was killed%s%s", argv[0],
+		return error_set(err, EXIT_FAILED_CLEANLY, "%s timed out after %d s and was killed%s%s", argv[0],
 				 command_timeout_seconds(), summary[0] ? ": " : "", summary);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (WIFSIGNALED(status))
-		return error_set(err, EXIT_FAILED, "%s killed by signal %d%s%s", argv[0], WTERMSIG(status),
+		return error_set(err, EXIT_FAILED_CLEANLY, "%s killed by signal %d%s%s", argv[0], WTERMSIG(status),
 				 summary[0] ? ": " : "", summary);
-	return error_set(err, EXIT_FAILED, "%s exited %d%s%s", argv[0], WEXITSTATUS(status),
+	return error_set(err, EXIT_FAILED_CLEANLY, "%s exited %d%s%s", argv[0], WEXITSTATUS(status),
 			 summary[0] ? ": " : "", summary);
 }

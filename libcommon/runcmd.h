@@ -33,7 +33,7 @@ struct command_env {
  * stdin from /dev/null, stdout discarded, in its own process group (so a
  * terminal's SIGINT reaches us, not the reload in flight). Waits for it
  * through our own SIGINT/SIGTERM. Returns 0 when it exited 0; otherwise
- * EXIT_FAILED with err "NAME exited N: <stderr on one line>" (or "killed by
+ * EXIT_FAILED_CLEANLY with err "NAME exited N: <stderr on one line>" (or "killed by
  * signal N", "timed out after N s", "cannot run: why").
  */
 int run_command(char *const argv[], const struct command_env *env, struct error *err);

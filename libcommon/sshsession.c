@@ -780,18 +780,18 @@ int ssh_run_command(struct ssh_connection *connection, const char *command, stru
 	libssh2_channel_get_exit_signal(channel, &signal_name, &signal_length, NULL, NULL, NULL, NULL);
 	stderr_summary(kept, kept_length, summary, sizeof(summary));
 	if (timed_out && cut)
-		code = error_set(err, EXIT_FAILED, "timed out after %.1f s (cut to fit the run deadline, %s)",
+		code = error_set(err, EXIT_FAILED_CLEANLY, "timed out after %.1f s (cut to fit the run deadline, %s)",
 				 (double)allowed / 1000, RUN_DEADLINE_ENV);
 	else if (timed_out)
-		code = error_set(err, EXIT_FAILED, "timed out after %d s (command_timeout)", connection->command_timeout);
+		code = error_set(err, EXIT_FAILED_CLEANLY, "timed out after %d s (command_timeout)", connection->command_timeout);
 	else if (broken)
 		code = error_set(err, EXIT_UNAVAILABLE, "%s: connection lost while a command ran: %s",
 				 connection->label, session_error_text(session));
 	else if (signal_name != NULL && signal_length > 0)
-		code = error_set(err, EXIT_FAILED, "killed by signal %s%s%s", signal_name,
+		code = error_set(err, EXIT_FAILED_CLEANLY, "killed by signal %s%s%s", signal_name,
 				 summary[0] ? ": " : "", summary);
 	else if (exit_status != 0)
-		code = error_set(err, EXIT_FAILED, "exit %d%s%s", exit_status, summary[0] ? ": " : "", summary);
+		code = error_set(err, EXIT_FAILED_CLEANLY, "exit %d%s%s", exit_status, summary[0] ? ": " : "", summary);
 	if (signal_name != NULL)
 		libssh2_free(session, signal_name);
 	libssh2_channel_free(channel);

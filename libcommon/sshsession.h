@@ -75,7 +75,7 @@ void ssh_disconnect(struct ssh_connection *connection);
 /*
  * Runs argv on the remote host through its login shell, every element
  * single-quoted, within the command timeout. Returns 0 on exit status 0;
- * EXIT_FAILED with err "exit N: first stderr line" (or signal, or timeout)
+ * EXIT_FAILED_CLEANLY with err "exit N: first stderr line" (or signal, or timeout)
  * otherwise; EXIT_UNAVAILABLE when the channel itself fails.
  */
 int ssh_run_argv(struct ssh_connection *connection, char *const *argv, struct error *err);

@@ -120,7 +120,7 @@ int verify_endpoint(const struct verify_request *request, FILE *output, struct e
 	code = jsonl_write(output, line, err);
 	json_object_put(line);
 	if (code == 0 && expected != NULL && strcmp(expected, probe.fingerprint_sha256) != 0)
-		code = error_set(err, EXIT_FAILED, "%s: fingerprint mismatch: serves %s, expected %s",
+		code = error_set(err, EXIT_FAILED_CLEANLY, "%s: fingerprint mismatch: serves %s, expected %s",
 				 request->endpoint, probe.fingerprint_sha256, expected);
 	return code;
 }

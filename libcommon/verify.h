@@ -29,7 +29,7 @@ bool verify_normalize_fingerprint(const char *text, char hex[SHA256_HEX_SIZE]);
 
 /*
  * Looks up the expected fingerprint (if any), probes the endpoint and prints
- * one JSON line on output. Returns 0, EXIT_FAILED on a fingerprint mismatch
+ * one JSON line on output. Returns 0, EXIT_FAILED_CLEANLY on a fingerprint mismatch
  * (err says what was served and expected), or the exit code of the failure.
  */
 int verify_endpoint(const struct verify_request *request, FILE *output, struct error *err);
