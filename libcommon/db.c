@@ -106,6 +106,22 @@ static const char *sslmode_weakness(const char *sslmode)
 	return NULL;
 }
 
+/*
+ * libpq prints server notices raw on stderr, several lines each. A FATAL one
+ * (the server going away while we wait) is said again by the command's own
+ * error line; the others become one warning line each.
+ */
+static void report_notice(void *context, const char *message)
+{
+	struct error line = { 0, "" };
+
+	(void)context;
+	if (strncmp(message, "FATAL:", 6) == 0 || strncmp(message, "PANIC:", 6) == 0)
+		return;
+	error_set(&line, 0, "database: %s", message);
+	log_warn("%s", line.message);
+}
+
 PGconn *db_connect(const char *dsn, struct error *err)
 {
 	/* Entries are read in order: a connect_timeout in the DSN overrides ours. */
@@ -173,6 +189,7 @@ PGconn *db_connect(const char *dsn, struct error *err)
 		error_set(err, EXIT_UNAVAILABLE, "database: out of memory connecting");
 		return NULL;
 	}
+	PQsetNoticeProcessor(conn, report_notice, NULL);
 	if (PQstatus(conn) != CONNECTION_OK) {
 		if (tls_required)
 			error_set(err, EXIT_UNAVAILABLE,
