@@ -7,9 +7,7 @@
 # default, durable settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${CERTCTL_BIN:?set CERTCTL_BIN to the directory holding the certctl binaries}"
-export CERTCTL_BIN
-export PATH="$CERTCTL_BIN:$PATH"
+source bench/lib.bash
 
 CLAIM_JOBS=${CLAIM_JOBS:-100000}
 CLAIMERS=8
@@ -17,13 +15,7 @@ BATCH=100
 ONE_SHOT_RUNS=${ONE_SHOT_RUNS:-51}
 BIG_JOBS=${BIG_JOBS:-1000000}
 
-if [ -z "${CERTCTL_BENCH_CLUSTER:-}" ]; then
-	# pg_virtualenv would take 5432 and collide with a concurrent run: pick a free port.
-	source tests/lib/net.bash
-	PGPORT=$(free_port)
-	export PGPORT CERTCTL_BENCH_CLUSTER=1
-	exec pg_virtualenv -t -o max_connections=100 "$0" "$@"
-fi
+BENCH_CLUSTER_OPTIONS="-o max_connections=100" bench_enter_cluster "$0" "$@"
 
 # Inside the cluster from here on. The local socket, not TCP, as on a real host:
 # peer authentication there needs a role named like the OS user.

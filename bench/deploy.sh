@@ -5,17 +5,11 @@
 # name, sync, mv). Prints figures; asserts nothing. Own throw-away cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${CERTCTL_BIN:?set CERTCTL_BIN to the directory holding the certctl binaries}"
+source bench/lib.bash
 JOBS=${JOBS:-1000}
+export JOBS
 
-if [ -z "${CERTCTL_BENCH_INNER:-}" ]; then
-	source tests/lib/net.bash
-	PGPORT=$(free_port)
-	export PGPORT CERTCTL_BENCH_INNER=1
-	exec pg_virtualenv -t "$0" "$@"
-fi
-
-export PATH="$CERTCTL_BIN:$PATH"
+bench_enter_cluster "$0" "$@"
 . tests/lib/pki.bash
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/certctl-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -8,17 +8,11 @@
 # count query stops using an index).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${CERTCTL_BIN:?set CERTCTL_BIN to the directory holding the certctl binaries}"
-export PATH="$CERTCTL_BIN:$PATH"
+source bench/lib.bash
 RUNS=${RUNS:-20}
+export RUNS
 
-if [ -z "${RETIRE_BENCH_CLUSTER:-}" ]; then
-	# pg_virtualenv would take 5432 and collide with a concurrent run: pick a free port.
-	source tests/lib/net.bash
-	PGPORT=$(free_port)
-	export PGPORT RETIRE_BENCH_CLUSTER=1 RUNS
-	exec pg_virtualenv -t -o shared_buffers=256MB "$0" "$@"
-fi
+BENCH_CLUSTER_OPTIONS="-o shared_buffers=256MB" bench_enter_cluster "$0" "$@"
 
 export PGDATABASE=certctl_bench
 createdb "$PGDATABASE"

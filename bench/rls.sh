@@ -7,9 +7,7 @@
 # table, explained as the agent. Prints figures; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${CERTCTL_BIN:?set CERTCTL_BIN to the directory holding the certctl binaries}"
-export CERTCTL_BIN
-export PATH="$CERTCTL_BIN:$PATH"
+source bench/lib.bash
 
 AGENT_JOBS=${AGENT_JOBS:-50000}
 FOLLOWERS=4
@@ -19,12 +17,7 @@ ONE_SHOT_RUNS=${ONE_SHOT_RUNS:-41}
 FOLLOW_RUNS=${FOLLOW_RUNS:-1000}
 BIG_JOBS=${BIG_JOBS:-1000000}
 
-if [ -z "${CERTCTL_BENCH_CLUSTER:-}" ]; then
-	source tests/lib/net.bash
-	PGPORT=$(free_port)
-	export PGPORT CERTCTL_BENCH_CLUSTER=1
-	exec pg_virtualenv -t -o max_connections=100 "$0" "$@"
-fi
+BENCH_CLUSTER_OPTIONS="-o max_connections=100" bench_enter_cluster "$0" "$@"
 
 # Inside the cluster (PGHOST=localhost, the superuser's PGPASSWORD).
 work=$(mktemp -d)
