@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "jsonl.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A property the code promises does not hold: abort so both drivers report it. */
@@ -21,5 +23,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 			abort();                                                \
 		}                                                               \
 	} while (0)
+
+/* Reads data as JSON lines, as the commands do, and hands each parsed line to check. */
+static inline int fuzz_each_json_line(const uint8_t *data, size_t size, void (*check)(json_object *line))
+{
+	struct jsonl_reader reader;
+	struct error err;
+	json_object *line;
+	FILE *input;
+	int status;
+
+	if (size == 0 || (input = fmemopen((void *)data, size, "r")) == NULL)
+		return 0;
+	jsonl_reader_init(&reader, input);
+	while ((status = jsonl_read(&reader, &line, &err)) != 0) {
+		if (status < 0)
+			continue;
+		check(line);
+		json_object_put(line);
+	}
+	jsonl_reader_free(&reader);
+	fclose(input);
+	return 0;
+}
 
 #endif

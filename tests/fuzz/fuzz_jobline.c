@@ -7,43 +7,33 @@
 #include "fuzz.h"
 #include "jsonl.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void check_line(json_object *line)
 {
-	struct jsonl_reader reader;
 	struct job_line job;
 	enum job_line_kind kind;
 	struct error err;
-	json_object *line;
-	FILE *input;
-	int status;
 
-	if (size == 0 || (input = fmemopen((void *)data, size, "r")) == NULL)
-		return 0;
-	jsonl_reader_init(&reader, input);
-	while ((status = jsonl_read(&reader, &line, &err)) != 0) {
-		if (status < 0)
-			continue;
-		if (deploy_job_line_parse(line, &kind, &job, &err) == 0) {
-			const char *type = json_string_field(line, "type");
-			FUZZ_ASSERT(type != NULL);
-			FUZZ_ASSERT((kind == JOB_LINE_DEPLOYMENT) == (strcmp(type, "Deployment") == 0));
-			if (kind == JOB_LINE_DEPLOYMENT) {
-				int64_t attempts;
-				FUZZ_ASSERT(job.id != NULL && job.claimed_by != NULL);
-				FUZZ_ASSERT(strcmp(job.id, json_string_field(line, "id")) == 0);
-				/* the claim compared is exactly the line's: no truncation */
-				FUZZ_ASSERT(json_int_field(line, "attempts", &attempts) && attempts == job.attempts);
-				FUZZ_ASSERT(job.attempts >= 0);
-			} else {
-				FUZZ_ASSERT(job.id == NULL && job.claimed_by == NULL);
-			}
+	if (deploy_job_line_parse(line, &kind, &job, &err) == 0) {
+		const char *type = json_string_field(line, "type");
+		FUZZ_ASSERT(type != NULL);
+		FUZZ_ASSERT((kind == JOB_LINE_DEPLOYMENT) == (strcmp(type, "Deployment") == 0));
+		if (kind == JOB_LINE_DEPLOYMENT) {
+			int64_t attempts;
+			FUZZ_ASSERT(job.id != NULL && job.claimed_by != NULL);
+			FUZZ_ASSERT(strcmp(job.id, json_string_field(line, "id")) == 0);
+			/* the claim compared is exactly the line's: no truncation */
+			FUZZ_ASSERT(json_int_field(line, "attempts", &attempts) && attempts == job.attempts);
+			FUZZ_ASSERT(job.attempts >= 0);
 		} else {
-			FUZZ_ASSERT(err.code == EXIT_DATA);
-			FUZZ_ASSERT(strchr(err.message, '\n') == NULL);
+			FUZZ_ASSERT(job.id == NULL && job.claimed_by == NULL);
 		}
-		json_object_put(line);
+	} else {
+		FUZZ_ASSERT(err.code == EXIT_DATA);
+		FUZZ_ASSERT(strchr(err.message, '\n') == NULL);
 	}
-	jsonl_reader_free(&reader);
-	fclose(input);
-	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	return fuzz_each_json_line(data, size, check_line);
 }
