@@ -8,7 +8,6 @@
 #include "jsonl.h"
 #include "log.h"
 #include "renew.h"
-#include "signals.h"
 
 #define UNFINISHED_RENEWAL                                                      \
 	" type IN ('Issuance', 'Renewal')"                                      \
@@ -17,26 +16,47 @@
 /*
  * $1 the time to judge by (NULL: now), $2 one certificate (NULL: all).
  * renewal_due_at is kept by the schema's triggers, so this reads the index
- * of the few due certificates, never every version.
+ * of the few due certificates, never every version. An agent-mode
+ * certificate can be renewed only when its active targets are on one agent.
  */
-static const char due_certificates_sql[] =
-	"SELECT m.id, m.key_mode, m.current_version_id IS NULL, a.agents, a.first_agent"
-	" FROM managed_certificates m"
-	" CROSS JOIN LATERAL (SELECT count(DISTINCT t.agent_id) AS agents, min(t.agent_id) AS first_agent"
-	"   FROM certificate_targets ct JOIN deployment_targets t ON t.id = ct.target_id"
-	"  WHERE ct.certificate_id = m.id AND t.retired_at IS NULL) a"
-	" WHERE m.auto_renew AND m.issuer_id IS NOT NULL"
-	" AND m.renewal_due_at <= COALESCE($1::timestamptz, now())"
-	" AND ($2::text IS NULL OR m.id = $2)"
-	" AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.certificate_id = m.id AND" UNFINISHED_RENEWAL ")"
-	" ORDER BY m.renewal_due_at, m.id";
+#define DUE_CERTIFICATES                                                                        \
+	" due AS (SELECT m.id, m.key_mode, m.renewal_due_at,"                                   \
+	"   CASE WHEN m.current_version_id IS NULL THEN 'Issuance' ELSE 'Renewal' END AS type,"  \
+	"   a.agents, a.first_agent,"                                                           \
+	"   m.key_mode = 'central' OR a.agents = 1 AS renewable"                                \
+	" FROM managed_certificates m"                                                          \
+	" CROSS JOIN LATERAL (SELECT count(DISTINCT t.agent_id) AS agents,"                     \
+	"   min(t.agent_id) AS first_agent"                                                     \
+	"   FROM certificate_targets ct JOIN deployment_targets t ON t.id = ct.target_id"       \
+	"  WHERE ct.certificate_id = m.id AND t.retired_at IS NULL) a"                          \
+	" WHERE m.auto_renew AND m.issuer_id IS NOT NULL"                                       \
+	" AND m.renewal_due_at <= COALESCE($1::timestamptz, now())"                             \
+	" AND ($2::text IS NULL OR m.id = $2)"                                                  \
+	" AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.certificate_id = m.id AND" UNFINISHED_RENEWAL "))"
 
-/* The unique index makes a concurrent renew's job win quietly: no row back. */
-static const char insert_job_sql[] =
-	"INSERT INTO jobs AS j (id, type, status, certificate_id, agent_id)"
-	" VALUES ('job-' || gen_random_uuid(), $1, $2, $3, $4)"
-	" ON CONFLICT (certificate_id) WHERE" UNFINISHED_RENEWAL " DO NOTHING"
-	" RETURNING " JOB_LINE_COLUMNS;
+/*
+ * Every due certificate's job and its audit event in one statement ($3 the
+ * actor). The unique index makes a concurrent renew's job win quietly.
+ */
+static const char create_jobs_sql[] =
+	"WITH" DUE_CERTIFICATES ","
+	" created AS (INSERT INTO jobs AS j (id, type, status, certificate_id, agent_id)"
+	"  SELECT 'job-' || gen_random_uuid(), d.type,"
+	"   CASE d.key_mode WHEN 'agent' THEN 'AwaitingCSR' ELSE 'Pending' END, d.id,"
+	"   CASE d.key_mode WHEN 'agent' THEN d.first_agent END"
+	"  FROM due d WHERE d.renewable ORDER BY d.renewal_due_at, d.id"
+	"  ON CONFLICT (certificate_id) WHERE" UNFINISHED_RENEWAL " DO NOTHING"
+	"  RETURNING j.*),"
+	" audited AS (INSERT INTO audit_events (actor, actor_type, action, resource_type, resource_id, details)"
+	"  SELECT $3, 'System', lower(j.type) || '_job_created', 'job', j.id,"
+	"   jsonb_build_object('certificate_id', j.certificate_id,"
+	"    'key_mode', CASE WHEN j.status = 'AwaitingCSR' THEN 'agent' ELSE 'central' END)"
+	"  FROM created j)"
+	" SELECT " JOB_LINE_COLUMNS " FROM created j ORDER BY j.certificate_id";
+
+/* What could not be renewed, to be named. */
+static const char refused_certificates_sql[] =
+	"WITH" DUE_CERTIFICATES " SELECT d.id, d.agents FROM due d WHERE NOT d.renewable ORDER BY d.id";
 
 /* Once per version and kind, by the partial unique index. */
 static const char expiry_events_sql[] =
@@ -56,14 +76,6 @@ static const char expiry_events_sql[] =
 
 static const char certificate_exists_sql[] = "SELECT 1 FROM managed_certificates WHERE id = $1";
 
-struct due_certificate {
-	const char *id;
-	const char *key_mode;
-	bool has_no_version;
-	long agent_count;
-	const char *agent_id; /* the one agent of an agent-mode certificate */
-};
-
 static int end_transaction(PGconn *conn, bool dry_run, struct error *err)
 {
 	if (dry_run) {
@@ -73,50 +85,48 @@ static int end_transaction(PGconn *conn, bool dry_run, struct error *err)
 	return db_commit(conn, err);
 }
 
-/* The job for one due certificate and its audit event, in one transaction. */
-static int create_job(PGconn *conn, const struct due_certificate *due, bool dry_run, FILE *output,
-		      struct error *err)
+/* Names each agent-mode certificate that is due and cannot be renewed; EXIT_CONFIG if any. */
+static int report_refused(PGconn *conn, const char *const *params, struct error *err)
 {
-	bool agent_mode = strcmp(due->key_mode, "agent") == 0;
-	const char *type = due->has_no_version ? "Issuance" : "Renewal";
-	const char *params[4] = { type, agent_mode ? "AwaitingCSR" : "Pending", due->id,
-				  agent_mode ? due->agent_id : NULL };
-	struct audit_event event = {
-		.actor_type = "System",
-		.action = due->has_no_version ? "issuance_job_created" : "renewal_job_created",
-		.resource_type = "job",
-	};
-	json_object *line = NULL;
+	PGresult *result = db_query(conn, refused_certificates_sql, 2, params, err);
+	int refused;
+
+	if (result == NULL)
+		return err->code;
+	refused = PQntuples(result);
+	for (int row = 0; row < refused; row++)
+		log_error("certificate %s: key_mode agent needs its active targets on one agent,"
+			  " they are on %s", PQgetvalue(result, row, 0), PQgetvalue(result, row, 1));
+	PQclear(result);
+	return refused ? EXIT_CONFIG : 0;
+}
+
+/* All due certificates' jobs in one transaction; the lines printed after it ends. */
+static int create_jobs(PGconn *conn, const struct renew_request *request, FILE *output,
+		       struct error *err)
+{
+	const char *params[3] = { request->now, request->certificate_id, audit_default_actor() };
+	json_object *lines;
 	PGresult *result;
 	int code;
 
-	if (agent_mode && due->agent_count != 1)
-		return error_set(err, EXIT_CONFIG,
-				 "certificate %s: key_mode agent needs its active targets on one agent,"
-				 " they are on %ld", due->id, due->agent_count);
 	if ((code = db_begin(conn, err)) != 0)
 		return code;
-	if ((result = db_query(conn, insert_job_sql, 4, params, err)) == NULL) {
+	if ((result = db_query(conn, create_jobs_sql, 3, params, err)) == NULL) {
 		db_rollback(conn);
 		return err->code;
 	}
-	if (PQntuples(result) == 1) {
-		line = job_line_from_row(result, 0, 0);
-		event.resource_id = PQgetvalue(result, 0, 0);
-		event.details = json_object_new_object();
-		json_object_object_add(event.details, "certificate_id", json_object_new_string(due->id));
-		json_object_object_add(event.details, "key_mode", json_object_new_string(due->key_mode));
-		code = audit_record(conn, &event, err);
-		json_object_put(event.details);
-	}
+	lines = json_object_new_array();
+	for (int row = 0; row < PQntuples(result); row++)
+		json_object_array_add(lines, job_line_from_row(result, row, 0));
 	PQclear(result);
-	if (code == 0)
-		code = end_transaction(conn, dry_run, err);
-	else
-		db_rollback(conn);
-	if (code == 0 && line != NULL)
-		code = jsonl_write(output, line, err);
-	json_object_put(line);
+	if ((code = end_transaction(conn, request->dry_run, err)) == 0) {
+		for (size_t i = 0; i < json_object_array_length(lines) && code == 0; i++)
+			code = jsonl_put(output, json_object_array_get_idx(lines, i), err);
+		if (code == 0)
+			code = jsonl_flush(output, err);
+	}
+	json_object_put(lines);
 	return code;
 }
 
@@ -157,39 +167,17 @@ int renew_due_certificates(PGconn *conn, const struct renew_request *request, FI
 			   struct error *err)
 {
 	const char *params[2] = { request->now, request->certificate_id };
-	PGresult *result;
-	int status = 0, code;
+	int refused, code;
 
 	if (request->certificate_id != NULL &&
 	    (code = check_certificate_exists(conn, request->certificate_id, err)) != 0)
 		return code;
-	if ((result = db_query(conn, due_certificates_sql, 2, params, err)) == NULL)
-		return err->code;
-	for (int row = 0; row < PQntuples(result) && !signals_stop_requested(); row++) {
-		struct due_certificate due = {
-			.id = PQgetvalue(result, row, 0),
-			.key_mode = PQgetvalue(result, row, 1),
-			.has_no_version = PQgetvalue(result, row, 2)[0] == 't',
-			.agent_count = strtol(PQgetvalue(result, row, 3), NULL, 10),
-			.agent_id = PQgetisnull(result, row, 4) ? NULL : PQgetvalue(result, row, 4),
-		};
-
-		code = create_job(conn, &due, request->dry_run, output, err);
-		if (code == EXIT_CANT_CREATE || code == EXIT_UNAVAILABLE) {
-			PQclear(result);
-			return code;
-		}
-		if (code != 0) {
-			log_error("%s", err->message);
-			status = exit_code_most_serious(status, code);
-		}
-	}
-	PQclear(result);
-	if (signals_stop_requested())
-		return error_set(err, EXIT_TEMPORARY, "stopped by signal %d", signals_received());
-	if ((code = record_expiry_events(conn, request, err)) != 0)
+	if ((refused = report_refused(conn, params, err)) != 0 && refused != EXIT_CONFIG)
+		return refused;
+	if ((code = create_jobs(conn, request, output, err)) != 0 ||
+	    (code = record_expiry_events(conn, request, err)) != 0)
 		return code;
 	/* Each refusal has had its line. */
 	error_clear(err);
-	return status;
+	return refused;
 }
