@@ -385,6 +385,56 @@ mode_of() {
 	expect_equal "" "$(ls -A "$CERTCTL_KEY_DIR")" "key directory"
 }
 
+@test "csr: a certificate with no common name is asked for as its first SAN; with no names at all it is 65" {
+	add_target
+	sql "UPDATE managed_certificates SET common_name = NULL, sans = '{a.shop.example,b.shop.example}'"
+	awaiting_csr job-1
+	run --separate-stderr as_agent agent-web01 certctl-csr <<<'{"id":"job-1","status":"AwaitingCSR"}'
+	expect_status 0
+	text=$(sql "SELECT csr_pem FROM job_csrs" | openssl req -noout -text)
+	expect_contains "$text" "Subject: CN = a.shop.example"
+	expect_contains "$text" "DNS:a.shop.example, DNS:b.shop.example"
+	sql "UPDATE managed_certificates SET sans = '{}'"
+	sql "UPDATE jobs SET status = 'Completed' WHERE id = 'job-1'"
+	awaiting_csr job-2 Renewal
+	run --separate-stderr as_agent agent-web01 certctl-csr <<<'{"id":"job-2","status":"AwaitingCSR"}'
+	expect_status 65
+	expect_contains "$stderr" "job-2: mc-shop: the certificate has neither a common name nor SANs"
+	expect_equal AwaitingCSR "$(sql "SELECT status FROM jobs WHERE id = 'job-2'")"
+}
+
+@test "csr: a retired agent's role is refused (77) and its staged key removed again" {
+	add_target
+	awaiting_csr job-1
+	sql "UPDATE agents SET retired_at = now(), retired_reason = 'test' WHERE id = 'agent-web01'"
+	run --separate-stderr as_agent agent-web01 certctl-csr <<<'{"id":"job-1","status":"AwaitingCSR"}'
+	expect_status 77
+	expect_contains "$stderr" "agent agent-web01 is retired"
+	expect_equal "AwaitingCSR|0" "$(sql "SELECT status, (SELECT count(*) FROM job_csrs) FROM jobs")"
+	expect_equal "" "$(store_listing)" "key store"
+}
+
+@test "csr: a certificate id that is no plain file name is 65; a certificate directory open to others 78" {
+	sql "INSERT INTO managed_certificates (id, common_name, key_mode) VALUES ('../escape', 'localhost', 'agent')"
+	psql -XAtq -v ON_ERROR_STOP=1 <<-'SQL'
+	INSERT INTO deployment_targets (id, type, agent_id) VALUES ('target-web01', 'file', 'agent-web01');
+	INSERT INTO certificate_targets (certificate_id, target_id) VALUES ('../escape', 'target-web01'), ('mc-shop', 'target-web01');
+	INSERT INTO jobs (id, type, status, certificate_id, agent_id) VALUES ('job-escape', 'Issuance', 'AwaitingCSR', '../escape', 'agent-web01');
+	SQL
+	run --separate-stderr as_agent agent-web01 certctl-csr <<<'{"id":"job-escape","status":"AwaitingCSR"}'
+	expect_status 65
+	expect_contains "$stderr" "certificate id \"../escape\": not usable as a directory name"
+	expect_equal "" "$(ls -A "$CERTCTL_KEY_DIR")" "key directory"
+	[ ! -e "$BATS_TEST_TMPDIR/escape" ]
+	mkdir -m 0750 "$STORE"
+	awaiting_csr job-1
+	run --separate-stderr as_agent agent-web01 certctl-csr <<<'{"id":"job-1","status":"AwaitingCSR"}'
+	expect_status 78
+	expect_contains "$stderr" "key directory $STORE: open to group or others (mode 0750)"
+	expect_equal "0" "$(sql "SELECT count(*) FROM job_csrs")"
+	expect_equal "" "$(store_listing)" "key store"
+}
+
 @test "csr: --help, and a stray argument is a usage error" {
 	run certctl-csr --help
 	expect_status 0
