@@ -110,6 +110,8 @@ mode_of() {
 @test "csr: an AwaitingCSR job gets a key staged 0600 in a 0700 directory and a CSR for its names; the job goes to the issuer" {
 	add_target
 	awaiting_csr job-1
+	# --type Deployment leaves it out: it is an Issuance job, so the agent's pipeline gives no --type
+	expect_equal "" "$(as_agent agent-web01 certctl-claim --agent agent-web01 --type Deployment)" "claim --type Deployment"
 	run --separate-stderr as_agent agent-web01 certctl-csr <<<"$(as_agent agent-web01 certctl-claim --agent agent-web01)"
 	expect_status 0
 	expect_equal "" "$stderr" "stderr"
@@ -180,6 +182,16 @@ mode_of() {
 	expect_equal "staged-$hash.key" "$(store_listing)" "key store"
 	expect_equal "$served_v0" "$(served_fingerprint "$PORT")" "served before the issuer answered"
 	expect_equal "$key_v0" "$(sha256sum < "$D/key.pem")" "key in service before the issuer answered"
+	# The issuer fails for good: the next runs change nothing either.
+	sql "UPDATE jobs SET status = 'Failed', last_error = 'issuer failed' WHERE id = 'job-issue'"
+	run --separate-stderr agent_pipeline
+	expect_status 0
+	expect_equal "" "$output" "pipeline output after the issuer failed"
+	expect_equal "staged-$hash.key" "$(store_listing)" "key store after the issuer failed"
+	expect_equal "$served_v0" "$(served_fingerprint "$PORT")" "served after the issuer failed"
+	expect_equal "$(key_public_sha256 "$PKI/v0.key")" "$(served_public_sha256 "$PORT")" "public key served after the issuer failed"
+	expect_equal "$key_v0" "$(sha256sum < "$D/key.pem")" "key in service after the issuer failed"
+	sql "UPDATE jobs SET status = 'Pending', last_error = NULL WHERE id = 'job-issue'"
 
 	issue_for job-issue v1
 	run --separate-stderr agent_pipeline
