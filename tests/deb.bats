@@ -101,6 +101,7 @@ setup_file() {
 		[ -f "$LAYERS/usr/lib/systemd/system/${unit##*/}" ] || { echo "missing unit ${unit##*/}"; false; }
 	done
 	[ -f "$LAYERS/usr/share/doc/certctl/examples/env.example" ]
+	[ -f "$LAYERS/usr/share/doc/certctl/examples/certctl-agent@.service.d/certificate-paths.conf.example" ]
 	run dpkg-deb -c "$DEB"
 	expect_status 0
 	if grep -F /usr/local <<<"$output"; then false; fi
@@ -156,10 +157,12 @@ setup_file() {
 }
 
 # Last: it takes the package out of the root again.
-@test "deb: purging the package keeps the certctl user" {
+@test "deb: purging the package keeps the certctl user and /etc/certctl" {
+	in_root sh -c 'mkdir -p "$ROOT/etc/certctl" && echo "CERTCTL_DSN=dbname=certctl" > "$ROOT/etc/certctl/env"'
 	in_root dpkg --root="$ROOT" --purge certctl > "$BATS_TEST_TMPDIR/dpkg.log" 2>&1 \
 		|| { cat "$BATS_TEST_TMPDIR/dpkg.log"; false; }
 	[ ! -e "$LAYERS/usr/bin/certctl-migrate" ]
 	[ ! -e "$LAYERS/usr/share/certctl/migrations" ]
 	expect_equal 1 "$(grep -c '^certctl:' "$LAYERS/etc/passwd")" "certctl users"
+	[ -f "$LAYERS/etc/certctl/env" ]
 }
