@@ -8,8 +8,8 @@ load helpers
 # A throw-away root: the host's /usr, /etc and /var under overlays whose upper
 # layers ($LAYERS) take whatever dpkg and the maintainer scripts write, so the
 # host is untouched; /tmp (PGPASSFILE), /proc and /dev are the host's, /run an
-# empty tmpfs (adduser's lock). The
-# mounts live in a private mount namespace, for "$@" alone; the layers stay.
+# empty tmpfs (adduser's lock). The mounts live in a private mount namespace,
+# for "$@" alone; the layers stay.
 in_root() {
 	unshare --mount --propagation private bash -euc '
 		mount --bind /tmp "$ROOT/tmp"
