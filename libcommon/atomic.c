@@ -665,8 +665,12 @@ static int local_back_up(void *context, struct error *err)
 		if (!state->existed)
 			continue;
 		for (int tries = 0; tries < 1000; tries++) {
-			snprintf(state->backup, sizeof(state->backup), "%s" ATOMIC_BACKUP_INFIX "%019lld",
-				 state->base, stamp + tries);
+			/* The name, then the suffix: one snprintf of both, gcc -O0 takes the two members for one object (-Wrestrict). */
+			size_t length = strnlen(state->base, sizeof(state->backup) - 1);
+
+			memcpy(state->backup, state->base, length);
+			snprintf(state->backup + length, sizeof(state->backup) - length,
+				 ATOMIC_BACKUP_INFIX "%019lld", stamp + tries);
 			if ((result = back_up_file(&plan->files[i], state)) == 0 || errno != EEXIST)
 				break;
 		}
