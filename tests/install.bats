@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
-# make install: binaries, man pages and migrations under PREFIX, inside DESTDIR.
+# make install: binaries, man pages, migrations and notifier adapters under PREFIX, inside DESTDIR.
 load helpers
 
-@test "install: honours PREFIX and DESTDIR and installs binaries, man pages and migrations" {
+@test "install: honours PREFIX and DESTDIR and installs binaries, man pages, migrations and notifiers" {
 	dest="$BATS_TEST_TMPDIR/root"
 	build=$(dirname "$CERTCTL_BIN")
 	run make -s -C "$TESTS_DIR/.." BUILD="$build" PREFIX=/opt/certctl DESTDIR="$dest" install
@@ -13,6 +13,9 @@ load helpers
 	[ -f "$dest/opt/certctl/share/man/man1/certctl-deploy.1" ]
 	[ -f "$dest/opt/certctl/share/man/man7/certctl.7" ]
 	expect_equal "$(ls "$TESTS_DIR"/../migrations | wc -l)" "$(ls "$dest/opt/certctl/share/certctl/migrations" | wc -l)" "migration files"
+	for adapter in "$TESTS_DIR"/../contrib/notifiers/*; do
+		[ -x "$dest/opt/certctl/share/certctl/notifiers/$(basename "$adapter")" ] || { echo "missing notifier $(basename "$adapter")"; false; }
+	done
 	[ ! -e "$dest/opt/certctl/lib/systemd" ] && [ ! -e "$dest/etc/systemd" ]
 }
 
