@@ -192,7 +192,7 @@ SCRIPT
 @test "notify: --requeue ID makes sent, failed and dead events pending again; an unknown id changes nothing (66)" {
 	add_event notif-1 a
 	add_event notif-2 b
-	sql "UPDATE notification_events SET status = 'dead', retry_count = 5 WHERE id = 'notif-1';
+	sql "UPDATE notification_events SET status = 'dead', retry_count = 5, last_error = 'mailbox full' WHERE id = 'notif-1';
 	     UPDATE notification_events SET status = 'sent', sent_at = now() WHERE id = 'notif-2'"
 	run --separate-stderr certctl-notify --requeue notif-1 notif-missing
 	expect_status 66
@@ -205,6 +205,7 @@ SCRIPT
 	expect_equal "notif-1 pending dead,notif-2 pending sent" \
 		"$(jq -r '"\(.id) \(.status) \(.previous_status)"' <<<"$output" | paste -sd, -)"
 	expect_equal "pending|0,pending|0" "$(sql "SELECT string_agg(status || '|' || retry_count, ',' ORDER BY id) FROM notification_events")"
+	expect_equal "mailbox full" "$(event_column notif-1 last_error)" "last_error kept"
 }
 
 @test "notify: a command that outlives its timeout is killed and the event failed" {
@@ -213,6 +214,13 @@ SCRIPT
 	expect_status 1
 	expect_equal failed "$(event_column notif-1 status)"
 	expect_contains "$(event_column notif-1 last_error)" "timed out after 1 s"
+}
+
+@test "notify: a command failing without a word on stderr: last_error says how it failed" {
+	add_event notif-1 a
+	run --separate-stderr certctl-notify -- false
+	expect_status 1
+	expect_equal "false exited 1" "$(event_column notif-1 last_error)"
 }
 
 @test "notify: --limit bounds one run" {
@@ -287,6 +295,12 @@ PY
 	expect_equal "[certctl] expiry_warning: mc-shop" "${lines[0]}" "subject"
 	expect_equal "mc-shop expires on 2026-12-24: renew it" "${lines[1]}" "first body line"
 	expect_equal sent "$(event_column notif-1 status)"
+	# Without --to, the event's recipient.
+	add_event notif-2 expired
+	sql "UPDATE notification_events SET recipient = 'owner@example.org' WHERE id = 'notif-2'"
+	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run --separate-stderr certctl-notify -- "$NOTIFIERS/sendmail"
+	expect_status 0
+	grep -qx 'To: owner@example.org' "$RECEIVED/message"
 }
 
 @test "notify: journal: logger writes the event to a real syslog socket" {
@@ -304,6 +318,16 @@ PY
 	expect_contains "$message" "<12>"
 	expect_contains "$message" "certctl-test"
 	expect_contains "$message" "renewal_failure certificate=mc-shop job=- id=notif-1: issuer said no"
+	# Anything else at notice: <13>.
+	add_event notif-2 renewal_success
+	run --separate-stderr certctl-notify -- "$NOTIFIERS/journal" --socket "$SYSLOG_SOCKET"
+	expect_status 0
+	for _ in $(seq 1 50); do
+		[ "$(wc -l < "$RECEIVED/messages")" -ge 2 ] && break
+		sleep 0.1
+	done
+	expect_contains "$(sed -n 2p "$RECEIVED/messages")" "<13>"
+	expect_contains "$(sed -n 2p "$RECEIVED/messages")" "renewal_success certificate=mc-shop"
 }
 
 @test "notify: an adapter without its required argument exits 64 with its usage line, and the event is failed" {
