@@ -280,22 +280,6 @@ out:
 	return code;
 }
 
-/*
- * Milliseconds until the earliest future scheduled_at of any Pending job, or
- * -1 when there is none: such a job comes due without a notification. It may
- * be another claimant's; waking for it costs one empty claim.
- */
-static int next_due_milliseconds(PGconn *conn, long long *due, struct error *err)
-{
-	PGresult *result = db_query(conn, next_due_sql, 0, NULL, err);
-
-	if (result == NULL)
-		return err->code;
-	*due = PQgetisnull(result, 0, 0) ? -1 : strtoll(PQgetvalue(result, 0, 0), NULL, 10);
-	PQclear(result);
-	return 0;
-}
-
 /* What a claimer with nothing to claim waits on, besides the database socket. */
 struct claim_wait {
 	long long deadline;     /* monotonic milliseconds; LLONG_MAX: no end */
@@ -343,7 +327,12 @@ static int claim_when_ready(PGconn *conn, const struct claim_request *request,
 		*count += printed;
 		if (code != 0 || *claimed > 0 || (printed > 0 && !until_claimed))
 			return code;
-		if ((code = next_due_milliseconds(conn, &due, err)) != 0)
+		/*
+		 * A Pending job whose scheduled_at is still to come comes due without
+		 * a notification. It may be another claimant's; waking for it costs
+		 * one empty claim.
+		 */
+		if ((code = listen_next_due(conn, next_due_sql, &due, err)) != 0)
 			return code;
 		/*
 		 * Notifications that came in during these queries are for jobs the

@@ -1,8 +1,10 @@
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "exitcode.h"
 #include "listen.h"
 
@@ -44,5 +46,16 @@ int listen_wait(PGconn *conn, long long timeout_ms, int reader_pipe, const sigse
 		return listen_reader_gone(err);
 	if (ready > 0)
 		return listen_drain(conn, &seen, err);
+	return 0;
+}
+
+int listen_next_due(PGconn *conn, const char *sql, long long *due, struct error *err)
+{
+	PGresult *result = db_query(conn, sql, 0, NULL, err);
+
+	if (result == NULL)
+		return err->code;
+	*due = PQgetisnull(result, 0, 0) ? -1 : strtoll(PQgetvalue(result, 0, 0), NULL, 10);
+	PQclear(result);
 	return 0;
 }

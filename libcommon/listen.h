@@ -31,6 +31,13 @@ int listen_drain(PGconn *conn, int *seen, struct error *err);
 int listen_wait(PGconn *conn, long long timeout_ms, int reader_pipe, const sigset_t *unblocked,
 		struct error *err);
 
+/*
+ * Runs sql, a query of one row and one bigint: the milliseconds until the
+ * next item comes due with no notification to say so, or NULL for none
+ * (then *due is -1). 0, or a database code with err.
+ */
+int listen_next_due(PGconn *conn, const char *sql, long long *due, struct error *err);
+
 /* EXIT_CANT_CREATE, "standard output: the reader has gone away". */
 int listen_reader_gone(struct error *err);
 

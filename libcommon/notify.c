@@ -252,18 +252,6 @@ static int deliver_round(PGconn *conn, const struct notify_request *request, FIL
 	return 0;
 }
 
-/* Milliseconds until the next failed event's retry, or -1 when none is waiting. */
-static int next_retry_milliseconds(PGconn *conn, long long *due, struct error *err)
-{
-	PGresult *result = db_query(conn, next_retry_sql, 0, NULL, err);
-
-	if (result == NULL)
-		return err->code;
-	*due = PQgetisnull(result, 0, 0) ? -1 : strtoll(PQgetvalue(result, 0, 0), NULL, 10);
-	PQclear(result);
-	return 0;
-}
-
 /* Until a NOTIFY, the next retry time or a stop signal; stop signals get in only while waiting. */
 static int wait_for_events(PGconn *conn, struct error *err)
 {
@@ -271,7 +259,8 @@ static int wait_for_events(PGconn *conn, struct error *err)
 	long long due = -1;
 	int notified, code;
 
-	if ((code = next_retry_milliseconds(conn, &due, err)) != 0)
+	/* A failed event's retry time comes without a notification. */
+	if ((code = listen_next_due(conn, next_retry_sql, &due, err)) != 0)
 		return code;
 	/* Notifications that came in during the round may be for events it missed. */
 	if ((code = listen_drain(conn, &notified, err)) != 0 || notified > 0)
