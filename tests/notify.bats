@@ -263,6 +263,19 @@ SCRIPT
 	expect_contains "$(event_column notif-2 last_error)" "500"
 }
 
+@test "notify: webhook: a secret URL and token from a --curl-config file, never on the command line" {
+	start_webhook_receiver "$RECEIVED"
+	printf 'url = "http://127.0.0.1:%s/hooks/s3cret-path"\nheader = "Authorization: Bearer s3cret-token"\n' \
+		"$WEBHOOK_PORT" > "$BATS_TEST_TMPDIR/curl.conf"
+	chmod 600 "$BATS_TEST_TMPDIR/curl.conf"
+	add_event notif-1 a
+	run --separate-stderr certctl-notify -- "$NOTIFIERS/webhook" --curl-config "$BATS_TEST_TMPDIR/curl.conf"
+	expect_status 0
+	expect_equal /hooks/s3cret-path "$(cat "$RECEIVED/1.path")"
+	grep -qx 'Authorization: Bearer s3cret-token' "$RECEIVED/1.headers"
+	expect_equal '{"text":"[certctl] a mc-shop: certificate mc-shop renewed"}' "$(cat "$RECEIVED/1.body")"
+}
+
 @test "notify: sendmail: a stand-in sendmail in PATH gets -t and one valid RFC 5322 message with the certificate id in the subject" {
 	mkdir -p "$BATS_TEST_TMPDIR/bin"
 	cat > "$BATS_TEST_TMPDIR/bin/sendmail" <<STUB

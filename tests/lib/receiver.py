@@ -3,6 +3,7 @@
 
 receiver.py http PORT DIR: an HTTP server on 127.0.0.1:PORT. Each POST is
 request N (from 1): its body goes to DIR/N.body, its headers to DIR/N.headers,
+its path to DIR/N.path,
 and "N" is appended to DIR/requests. It answers with the status code in
 DIR/status (default 200).
 
@@ -19,7 +20,7 @@ lock = threading.Lock()
 count = 0
 
 
-def record(directory, headers, body):
+def record(directory, path, headers, body):
     global count
     with lock:
         count += 1
@@ -28,6 +29,8 @@ def record(directory, headers, body):
             f.write(body)
         with open(os.path.join(directory, f"{number}.headers"), "w") as f:
             f.write(str(headers))
+        with open(os.path.join(directory, f"{number}.path"), "w") as f:
+            f.write(path + "\n")
         with open(os.path.join(directory, "requests"), "a") as f:
             f.write(f"{number}\n")
 
@@ -36,7 +39,7 @@ def serve_http(port, directory):
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            record(directory, self.headers, body)
+            record(directory, self.path, self.headers, body)
             try:
                 with open(os.path.join(directory, "status")) as f:
                     status = int(f.read().strip())
