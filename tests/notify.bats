@@ -308,17 +308,22 @@ PY
 	expect_equal "[certctl] expiry_warning: mc-shop" "${lines[0]}" "subject"
 	expect_equal "mc-shop expires on 2026-12-24: renew it" "${lines[1]}" "first body line"
 	expect_equal sent "$(event_column notif-1 status)"
-	# Without --to, the event's recipient.
-	add_event notif-2 expired
+	# Without --to, the event's recipient; a line break in a field never makes a header.
+	add_event notif-2 "expired
+Bcc: victim@example.org"
 	sql "UPDATE notification_events SET recipient = 'owner@example.org' WHERE id = 'notif-2'"
 	PATH="$BATS_TEST_TMPDIR/bin:$PATH" run --separate-stderr certctl-notify -- "$NOTIFIERS/sendmail"
 	expect_status 0
 	grep -qx 'To: owner@example.org' "$RECEIVED/message"
+	grep -qx 'Subject: \[certctl\] expired Bcc: victim@example.org: mc-shop' "$RECEIVED/message"
+	run bash -c 'sed "/^\$/q" "$1" | grep -c "^Bcc:"' _ "$RECEIVED/message"
+	expect_equal 0 "$output" "Bcc headers"
 }
 
 @test "notify: journal: logger writes the event to a real syslog socket" {
 	start_syslog_receiver "$RECEIVED"
-	add_event notif-1 renewal_failure "issuer said no"
+	add_event notif-1 renewal_failure "issuer said no
+<11>forged: a second line"
 	run --separate-stderr certctl-notify -- "$NOTIFIERS/journal" --socket "$SYSLOG_SOCKET" --tag certctl-test
 	expect_status 0
 	for _ in $(seq 1 50); do
@@ -330,7 +335,7 @@ PY
 	# <12>: facility user (1) * 8 + priority warning (4).
 	expect_contains "$message" "<12>"
 	expect_contains "$message" "certctl-test"
-	expect_contains "$message" "renewal_failure certificate=mc-shop job=- id=notif-1: issuer said no"
+	expect_contains "$message" "renewal_failure certificate=mc-shop job=- id=notif-1: issuer said no <11>forged: a second line"
 	# Anything else at notice: <13>.
 	add_event notif-2 renewal_success
 	run --separate-stderr certctl-notify -- "$NOTIFIERS/journal" --socket "$SYSLOG_SOCKET"
