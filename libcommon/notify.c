@@ -148,8 +148,9 @@ static json_object *result_line(const PGresult *marked, const char *error)
 
 /*
  * Runs the command with the event on stdin. 0 when it exited 0; otherwise
- * EXIT_FAILED_CLEANLY with failure set to its last stderr line, or to how
- * it failed when it wrote none.
+ * EXIT_FAILED_CLEANLY with failure set to its last stderr line when it
+ * exited with a status and said why, else to how it failed (exited N,
+ * killed, timed out: then what it said comes after).
  */
 static int run_for_event(const struct notify_request *request, const PGresult *event,
 			 char failure[ERROR_MESSAGE_MAX])
@@ -177,7 +178,8 @@ static int run_for_event(const struct notify_request *request, const PGresult *e
 	code = run_command_io(request->argv, &env, &io, &run_err);
 	free(input);
 	if (code != 0)
-		snprintf(failure, ERROR_MESSAGE_MAX, "%s", io.last_line[0] ? io.last_line : run_err.message);
+		snprintf(failure, ERROR_MESSAGE_MAX, "%s",
+			 io.exit_status > 0 && io.last_line[0] ? io.last_line : run_err.message);
 	return code;
 }
 

@@ -268,8 +268,10 @@ int run_command_io(char *const argv[], const struct command_env *env, struct com
 	char **environment;
 	pid_t pid, waited;
 
-	if (io != NULL)
+	if (io != NULL) {
 		io->last_line[0] = '\0';
+		io->exit_status = -1;
+	}
 	if (argv == NULL || argv[0] == NULL)
 		return 0;
 	if (io != NULL && io->input != NULL && (input_fd = input_file(io)) < 0)
@@ -354,8 +356,11 @@ int run_command_io(char *const argv[], const struct command_env *env, struct com
 	}
 	close(pipe_fds[0]);
 	end_line(&stderr_kept);
-	if (io != NULL)
+	if (io != NULL) {
 		one_line(io->last_line);
+		if (!timed_out && WIFEXITED(status))
+			io->exit_status = WEXITSTATUS(status);
+	}
 	summary[stderr_kept.kept] = '\0';
 	one_line(summary);
 

@@ -48,6 +48,8 @@ struct command_io {
 	size_t input_length;
 	/* Filled: the last non-blank line it wrote to stderr (cut, control characters blanked), or "". */
 	char last_line[COMMAND_LAST_LINE_SIZE];
+	/* Filled: the status it exited with, or -1 when it was killed, timed out or never ran. */
+	int exit_status;
 };
 
 /* run_command(), with io's input on stdin (certctl-notify's event line) and its last stderr line kept. */

@@ -210,10 +210,11 @@ SCRIPT
 
 @test "notify: a command that outlives its timeout is killed and the event failed" {
 	add_event notif-1 a
-	CERTCTL_COMMAND_TIMEOUT=1 run --separate-stderr certctl-notify -- sleep 30
+	CERTCTL_COMMAND_TIMEOUT=1 run --separate-stderr certctl-notify -- sh -c 'echo "still connecting" >&2; exec sleep 30'
 	expect_status 1
 	expect_equal failed "$(event_column notif-1 status)"
-	expect_contains "$(event_column notif-1 last_error)" "timed out after 1 s"
+	# Killed, it is the timeout that last_error names, then what it said.
+	expect_equal "sh timed out after 1 s and was killed: still connecting" "$(event_column notif-1 last_error)"
 }
 
 @test "notify: a command failing without a word on stderr: last_error says how it failed" {
