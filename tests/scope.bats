@@ -172,6 +172,29 @@ refused() {
 	expect_equal "$before" "$(state)" "database state"
 }
 
+@test "scope: no agent role reads, claims, marks or requeues notification events (certctl-notify is 77)" {
+	sql "INSERT INTO notification_events (id, type, job_id, message) VALUES
+	     ('notif-a', 'deployment_failed', '$JOB_A', 'about A'),
+	     ('notif-dead', 'deployment_failed', '$JOB_A', 'about A')"
+	sql "UPDATE notification_events SET status = 'dead', retry_count = 5 WHERE id = 'notif-dead'"
+	events() {
+		sql "SELECT string_agg(id || ':' || status || ':' || retry_count, ',' ORDER BY id) FROM notification_events"
+	}
+	before=$(events)
+	printf '#!/bin/sh\ntouch %s/ran\n' "$BATS_TEST_TMPDIR" > "$BATS_TEST_TMPDIR/notifier"
+	chmod 0755 "$BATS_TEST_TMPDIR/notifier"
+	for args in "-- $BATS_TEST_TMPDIR/notifier" "--requeue-dead" "--requeue notif-dead"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr as_agent agent-b certctl-notify $args
+		expect_status 77 || { echo "args: $args"; return 1; }
+		expect_one_line_error certctl-notify
+	done
+	[ ! -e "$BATS_TEST_TMPDIR/ran" ] || { echo "an agent's notifier ran"; return 1; }
+	refused "UPDATE notification_events SET status = 'sent'"
+	refused "SELECT id FROM notification_events FOR UPDATE SKIP LOCKED"
+	expect_equal "$before" "$(events)" "notification events"
+}
+
 @test "scope: agent A's claim | deploy installs its own key without the control host's key file" {
 	run --separate-stderr as_agent agent-a bash -c '[ -z "${CERTCTL_KEY_FILE:-}" ] &&
 		certctl-claim --agent agent-a | certctl-deploy --no-verify'
