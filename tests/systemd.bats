@@ -4,7 +4,8 @@
 load helpers
 
 UNITS_DIR="$TESTS_DIR/../contrib/systemd"
-SERVICES="certctl-heartbeat@.service certctl-agent@.service certctl-reap.service certctl-deploy-ssh.service"
+SERVICES="certctl-heartbeat@.service certctl-agent@.service certctl-reap.service certctl-deploy-ssh.service
+	certctl-verify-all.service"
 TIMERS="certctl-agent@.timer certctl-reap.timer certctl-deploy-ssh.timer"
 
 # No systemd runs in the test container: verify against a throw-away root that
@@ -16,7 +17,7 @@ setup() {
 	cp -a /usr/lib/systemd/system "$ROOT/usr/lib/systemd/"
 	cp "$UNITS_DIR"/*.service "$UNITS_DIR"/*.timer "$ROOT/etc/systemd/system/"
 	cp /bin/bash "$ROOT/bin/bash"
-	for command in certctl-heartbeat certctl-claim certctl-deploy; do
+	for command in certctl-heartbeat certctl-claim certctl-deploy certctl-verify; do
 		printf '#!/bin/sh\nexit 0\n' > "$ROOT/usr/local/bin/$command"
 		chmod 0755 "$ROOT/usr/local/bin/$command"
 	done
@@ -90,7 +91,8 @@ unit_line() {
 }
 
 @test "systemd: only the agent unit runs as root; the others run as the certctl user with no capabilities" {
-	for service in certctl-heartbeat@.service certctl-reap.service certctl-deploy-ssh.service; do
+	for service in certctl-heartbeat@.service certctl-reap.service certctl-deploy-ssh.service \
+		certctl-verify-all.service; do
 		unit_line "$service" User=certctl >/dev/null || { echo "$service: no User=certctl"; return 1; }
 		unit_line "$service" CapabilityBoundingSet= >/dev/null || { echo "$service keeps capabilities"; return 1; }
 	done
@@ -106,6 +108,17 @@ unit_line() {
 
 @test "systemd: the reaper runs certctl-claim --reap" {
 	unit_line certctl-reap.service 'ExecStart=/usr/local/bin/certctl-claim --reap'
+}
+
+@test "systemd: the probe timer starts certctl-verify --all every 15 minutes, delayed at random by up to 5" {
+	verify_unit certctl-verify-all.timer
+	unit_line certctl-verify-all.service 'ExecStart=/usr/local/bin/certctl-verify --all'
+	unit_line certctl-verify-all.timer 'OnCalendar=\*:0/15'
+	unit_line certctl-verify-all.timer 'RandomizedDelaySec=5min'
+	unit_line certctl-verify-all.timer WantedBy=timers.target
+	run --separate-stderr systemd-analyze calendar --iterations=2 '*:0/15'
+	expect_status 0
+	expect_contains "$output" "*-*-* *:00/15:00"
 }
 
 @test "systemd: each timer fires every minute and starts the service of its own name" {
