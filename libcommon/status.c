@@ -89,7 +89,6 @@ static const char status_sql[] =
 	"  FROM served s ORDER BY s.certificate_id, s.target_id";
 
 static const char certificate_exists_sql[] = "SELECT 1 FROM managed_certificates WHERE id = $1";
-static const char agent_exists_sql[] = "SELECT 1 FROM agents WHERE id = $1";
 
 static const char *column_or_null(const PGresult *rows, int row, int column)
 {
@@ -101,18 +100,17 @@ static bool column_true(const PGresult *rows, int row, int column)
 	return !PQgetisnull(rows, row, column) && strcmp(PQgetvalue(rows, row, column), "t") == 0;
 }
 
-/* 66 for a --certificate or --agent nobody knows (or this role cannot see). */
-static int check_named(PGconn *conn, const char *sql, const char *id, const char *kind,
-		       struct error *err)
+/* 66 for a --certificate nobody knows (or this role cannot see). */
+static int check_certificate(PGconn *conn, const char *certificate_id, struct error *err)
 {
-	const char *params[1] = { id };
+	const char *params[1] = { certificate_id };
 	PGresult *result;
 	int code = 0;
 
-	if ((result = db_query(conn, sql, 1, params, err)) == NULL)
+	if ((result = db_query(conn, certificate_exists_sql, 1, params, err)) == NULL)
 		return err->code;
 	if (PQntuples(result) == 0)
-		code = error_set(err, EXIT_NOT_FOUND, "%s: no such %s", id, kind);
+		code = error_set(err, EXIT_NOT_FOUND, "%s: no such certificate", certificate_id);
 	PQclear(result);
 	return code;
 }
@@ -299,12 +297,9 @@ int status_report(PGconn *conn, const struct status_options *options, FILE *outp
 	PGresult *rows;
 	int code = 0;
 
-	if (options->agent_id != NULL &&
-	    ((code = scope_check_acting_for(conn, options->agent_id, err)) != 0 ||
-	     (code = check_named(conn, agent_exists_sql, options->agent_id, "agent", err)) != 0))
+	if (options->agent_id != NULL && (code = scope_check_agent_named(conn, options->agent_id, err)) != 0)
 		return code;
-	if (options->certificate_id != NULL &&
-	    (code = check_named(conn, certificate_exists_sql, options->certificate_id, "certificate", err)) != 0)
+	if (options->certificate_id != NULL && (code = check_certificate(conn, options->certificate_id, err)) != 0)
 		return code;
 	if ((rows = db_query(conn, status_sql, 2, params, err)) == NULL)
 		return err->code;

@@ -35,8 +35,6 @@ static const char targets_sql[] =
 	" ORDER BY t.id";
 enum { COL_TARGET_ID, COL_AGENT_ID, COL_ENDPOINT, COL_SNI, COL_EXPECTED, COL_RUN_STARTED };
 
-static const char agent_exists_sql[] = "SELECT 1 FROM agents WHERE id = $1";
-
 /*
  * served_* keep the last probe that read a certificate from this endpoint;
  * probed_at and error are the last attempt's.
@@ -215,19 +213,11 @@ int verify_all_targets(PGconn *conn, const struct verify_all_request *request, F
 {
 	const char *params[1] = { request->agent_id };
 	struct probe_pool pool = { .request = request };
-	PGresult *targets = NULL, *agent;
+	PGresult *targets = NULL;
 	int code, outcome, count;
 
-	if (request->agent_id != NULL) {
-		if ((code = scope_check_acting_for(conn, request->agent_id, err)) != 0)
-			return code;
-		if ((agent = db_query(conn, agent_exists_sql, 1, params, err)) == NULL)
-			return err->code;
-		count = PQntuples(agent);
-		PQclear(agent);
-		if (count == 0)
-			return error_set(err, EXIT_NOT_FOUND, "%s: no such agent", request->agent_id);
-	}
+	if (request->agent_id != NULL && (code = scope_check_agent_named(conn, request->agent_id, err)) != 0)
+		return code;
 	if ((targets = db_query(conn, targets_sql, 1, params, err)) == NULL)
 		return err->code;
 	count = PQntuples(targets);
