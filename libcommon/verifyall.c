@@ -68,6 +68,7 @@ struct probe_pool {
 	struct probe *probes;
 	int count, next;
 	const struct verify_all_request *request;
+	struct tls_prober *prober; /* one trust store and TLS context for every probe */
 	pthread_mutex_t lock;
 };
 
@@ -92,8 +93,8 @@ static void *probe_worker(void *argument)
 		if (probe->endpoint == NULL) {
 			probe->code = error_set(&probe->err, EXIT_CONFIG, "verify_endpoint is not a string");
 		} else {
-			probe->code = tls_probe(probe->endpoint, probe->sni, pool->request->ca_file,
-						pool->request->timeout_seconds, &probe->result, &probe->err);
+			probe->code = tls_prober_probe(pool->prober, probe->endpoint, probe->sni,
+						       pool->request->timeout_seconds, &probe->result, &probe->err);
 			/* A malformed endpoint is the target's configuration, not the command line. */
 			if (probe->code == EXIT_USAGE)
 				probe->code = EXIT_CONFIG;
@@ -225,7 +226,12 @@ int verify_all_targets(PGconn *conn, const struct verify_all_request *request, F
 		PQclear(targets);
 		return 0;
 	}
+	if ((pool.prober = tls_prober_new(request->ca_file, err)) == NULL) {
+		PQclear(targets);
+		return err->code;
+	}
 	if ((pool.probes = calloc((size_t)count, sizeof(*pool.probes))) == NULL) {
+		tls_prober_free(pool.prober);
 		PQclear(targets);
 		return error_set(err, EXIT_INTERNAL, "out of memory");
 	}
@@ -241,6 +247,7 @@ int verify_all_targets(PGconn *conn, const struct verify_all_request *request, F
 	pthread_mutex_init(&pool.lock, NULL);
 	run_probes(&pool, request->parallel);
 	pthread_mutex_destroy(&pool.lock);
+	tls_prober_free(pool.prober);
 
 	if ((code = record_probes(conn, targets, pool.probes, count, err)) == 0 &&
 	    (code = report_probes(targets, pool.probes, count, output, &outcome, err)) == 0) {
