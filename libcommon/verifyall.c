@@ -110,6 +110,8 @@ static void run_probes(struct probe_pool *pool, int parallel)
 	pthread_t threads[VERIFY_ALL_MAX_PARALLEL];
 	int started = 0;
 
+	if (parallel > VERIFY_ALL_MAX_PARALLEL)
+		parallel = VERIFY_ALL_MAX_PARALLEL;
 	if (parallel > pool->count)
 		parallel = pool->count;
 	while (started < parallel && pthread_create(&threads[started], NULL, probe_worker, pool) == 0)
