@@ -181,6 +181,29 @@ probe_all() {
 	expect_contains "$stderr" "certctl-status: mc-new: past its renewal point ("
 }
 
+@test "status --check --table prints the table and still names the problems (exit 1)" {
+	probe_all
+	run --separate-stderr certctl-status --check --table --certificate mc-shop
+	expect_status 1
+	expect_equal "CERTIFICATE  TARGET    STATE    EXPIRES                RENEWAL" "$(head -1 <<<"$output")" "header"
+	expect_equal 4 "$(wc -l <<<"$output")" "table lines"
+	expect_equal 2 "$(grep -c . <<<"$stderr")" "problems: $stderr"
+}
+
+@test "status --table: under a day, relative times count hours" {
+	sql "INSERT INTO managed_certificates (id) VALUES ('mc-soon')"
+	sql "INSERT INTO certificate_versions (id, certificate_id, serial_number, not_before, not_after, fingerprint_sha256, cert_pem)
+		VALUES ('v-soon', 'mc-soon', '1', now() - interval '1 day', now() + interval '5 hours 30 minutes', repeat('b', 64), 'pem')"
+	sql "INSERT INTO certificate_targets (certificate_id, target_id) VALUES ('mc-soon', 'target-e')"
+	run --separate-stderr certctl-status --table --certificate mc-soon
+	sql "DELETE FROM certificate_targets WHERE certificate_id = 'mc-soon'"
+	sql "DELETE FROM certificate_versions WHERE certificate_id = 'mc-soon'"
+	sql "DELETE FROM managed_certificates WHERE id = 'mc-soon'"
+	expect_status 0
+	expect_contains "$(sed -n 2p <<<"$output")" "$(date -u -d '+5 hours 30 minutes' +%Y-%m-%d) in 5 hours  overdue "
+	expect_contains "$(sed -n 2p <<<"$output")" " hours"
+}
+
 @test "status --check: a renewal in progress is no problem; a clean scope exits 0" {
 	sql "INSERT INTO jobs (id, type, status, certificate_id) VALUES ('job-renew-new', 'Renewal', 'Pending', 'mc-new')"
 	run --separate-stderr certctl-status --check --certificate mc-new
@@ -210,6 +233,7 @@ probe_all() {
 	run --separate-stderr certctl-status --prometheus "$file"
 	expect_status 0
 	expect_equal "" "$output" "stdout"
+	expect_equal 644 "$(stat -c %a "$file")" "mode"
 	run promtool check metrics < "$file"
 	expect_status 0
 	expect_equal "" "$output" "promtool"

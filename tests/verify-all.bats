@@ -60,7 +60,7 @@ line() {
 	run --separate-stderr certctl-verify --all
 	expect_status 69
 	expect_equal 3 "$(wc -l <<<"$output")" "lines"
-	expect_equal "$SHOP|true" "$(line target-nginx | jq -r '"\(.served_fingerprint)|\(.matches)"')" "nginx"
+	expect_equal "$SHOP|true|localhost" "$(line target-nginx | jq -r '"\(.served_fingerprint)|\(.matches)|\(.sni)"')" "nginx"
 	expect_equal "$OTHER|false" "$(line target-other | jq -r '"\(.served_fingerprint)|\(.matches)"')" "other"
 	expect_equal "null" "$(line target-closed | jq -r .served_fingerprint)" "closed"
 	expect_contains "$(line target-closed | jq -r .error)" "127.0.0.1:$CLOSED_PORT: connect: Connection refused"
