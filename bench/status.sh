@@ -17,16 +17,7 @@ bench_enter_cluster "$0" "$@"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-superuser_password=$PGPASSWORD
-owner_password=$(openssl rand -hex 16)
-psql -XAtq -v ON_ERROR_STOP=1 -v pw="$owner_password" >/dev/null <<-'SQL'
-CREATE ROLE certctl_owner LOGIN CREATEROLE PASSWORD :'pw';
-CREATE DATABASE status_bench OWNER certctl_owner;
-SQL
-(umask 077 && printf '*:*:*:certctl_owner:%s\n' "$owner_password" > "$work/pgpass")
-unset PGPASSWORD
-export PGPASSFILE="$work/pgpass" PGDATABASE=status_bench PGUSER=certctl_owner
-certctl-migrate -q up >/dev/null
+bench_owner_database status_bench
 
 psql_q() { PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 certificates=$((TARGETS / 4))

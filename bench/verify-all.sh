@@ -16,15 +16,7 @@ bench_enter_cluster "$0" "$@"
 work=$(mktemp -d)
 nginx_dir="$work/nginx"
 trap '[ ! -f "$nginx_dir/nginx.pid" ] || kill "$(cat "$nginx_dir/nginx.pid")"; rm -rf "$work"' EXIT
-owner_password=$(openssl rand -hex 16)
-psql -XAtq -v ON_ERROR_STOP=1 -v pw="$owner_password" >/dev/null <<-'SQL'
-CREATE ROLE certctl_owner LOGIN CREATEROLE PASSWORD :'pw';
-CREATE DATABASE verify_bench OWNER certctl_owner;
-SQL
-(umask 077 && printf '*:*:*:certctl_owner:%s\n' "$owner_password" > "$work/pgpass")
-unset PGPASSWORD
-export PGPASSFILE="$work/pgpass" PGDATABASE=verify_bench PGUSER=certctl_owner
-certctl-migrate -q up >/dev/null
+bench_owner_database verify_bench
 psql_q() { PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 
 source tests/lib/net.bash
