@@ -109,6 +109,22 @@ refused() {
 	expect_equal "$before" "$(state)" "database state"
 }
 
+@test "scope: agent B records probes of its own targets only and sees no probe of A's" {
+	sql "INSERT INTO target_probes (target_id, endpoint, error) VALUES ('target-a', '127.0.0.1:1', 'refused')"
+	probes() { sql "SELECT string_agg(p::text, ',' ORDER BY target_id) FROM target_probes p"; }
+	before=$(probes)
+	expect_equal 0 "$(agent_psql agent-b -c "SELECT count(*) FROM target_probes")" "probes B sees"
+	refused "INSERT INTO target_probes (target_id, endpoint, error) VALUES ('target-a', '127.0.0.1:2', 'spoofed')"
+	refused "INSERT INTO target_probes (target_id, endpoint) VALUES ('target-a', '127.0.0.1:2')
+	         ON CONFLICT (target_id) DO UPDATE SET error = 'spoofed'"
+	refused "UPDATE target_probes SET served_fingerprint = repeat('a', 64) WHERE target_id = 'target-a'"
+	refused "UPDATE target_probes SET target_id = 'target-b'"
+	refused "DELETE FROM target_probes"
+	expect_equal "$before" "$(probes)" "A's probe"
+	agent_psql agent-b -c "INSERT INTO target_probes (target_id, endpoint, error) VALUES ('target-b', '127.0.0.1:1', 'refused')" >/dev/null
+	expect_equal target-b "$(agent_psql agent-b -c "SELECT string_agg(target_id, ',') FROM target_probes")" "B's own probe"
+}
+
 @test "scope: agent B's own job moves only forward: no un-finishing, no winding attempts back" {
 	job_b=$(sql "SELECT id FROM jobs WHERE agent_id = 'agent-b'")
 	refused "UPDATE jobs SET attempts = 0 WHERE id = '$job_b'"
