@@ -77,14 +77,18 @@ as_agent() {
 		CERTCTL_PASSWORD_FILE="$dir/password" CERTCTL_AGENT_KEY_FILE="$dir/agent.key" "$@"
 }
 
-# Up to 8 set-up commands at a time: ID runs for each agent id.
+# for_each_agent COMMAND...: COMMAND N for each agent, up to 8 at a time;
+# the first that fails stops the script.
 for_each_agent() {
-	local n
+	local n pid batch=()
 	for n in $(seq 1 "$AGENTS"); do
 		"$@" "$n" &
-		if [ $((n % 8)) -eq 0 ]; then wait; fi
+		batch+=("$!")
+		if [ "${#batch[@]}" -eq 8 ] || [ "$n" -eq "$AGENTS" ]; then
+			for pid in "${batch[@]}"; do wait "$pid"; done
+			batch=()
+		fi
 	done
-	wait
 }
 
 enroll() {
@@ -174,6 +178,20 @@ report() {
 	SQL
 }
 
+# wait_connected COUNT: until COUNT claimers and deployers are connected (60 s at most).
+wait_connected() {
+	local deadline=$(( $(now_us) + 60000000 ))
+	until [ "$(psql_q -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+		AND application_name IN ('certctl-claim', 'certctl-deploy')")" -ge "$1" ]; do
+		if [ "$(now_us)" -gt "$deadline" ]; then
+			echo "bench/rollout.sh: fewer than $1 followers' connections after 60 s" >&2
+			cat "$work"/claim.*.err "$work"/deploy.*.err | sort | uniq -c >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
 # follower_round LABEL: followers connected and waiting, then one enqueue.
 follower_round() {
 	local label=$1 n rc=0 out=$work/follow.$((version + 1))
@@ -183,16 +201,16 @@ follower_round() {
 		# The claimer's pid, to stop it: the deployer then ends at the end of
 		# its input. The status waited for is the deployer's (the claimer exits 75).
 		{
+			set +e
 			as_agent "$n" sh -c 'echo $$ >"$1"; exec certctl-claim --agent "agent-$2" --follow --worker "follower-$2"' \
 				sh "$work/claim.$n.pid" "$n" 2>>"$work/claim.$n.err" |
 				as_agent "$n" certctl-deploy >"$out.$n.out" 2>>"$work/deploy.$n.err"
 			exit "${PIPESTATUS[1]}"
 		} &
 		pids+=("$!")
-	done
-	until [ "$(psql_q -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-		AND application_name IN ('certctl-claim', 'certctl-deploy')")" = $((AGENTS * 2)) ]; do
-		sleep 0.1
+		# In batches, as a fleet's agents start: 200 SCRAM logins at once on
+		# a small host outlast libpq's connect timeout.
+		if [ $((n % 10)) -eq 0 ] || [ "$n" -eq "$AGENTS" ]; then wait_connected $((n * 2)); fi
 	done
 	enqueue
 	wait_completed 120
