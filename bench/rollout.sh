@@ -13,7 +13,8 @@
 # with SCRAM, max_connections raised for the followers' connections) unless
 # ROLLOUT_IN_PLACE=1: then PG* name a migrated database and an operator's
 # login with CREATEROLE (tests/rollout.bats runs it so, with 3 agents).
-set -euo pipefail
+set -eEuo pipefail
+trap '[ "$BASHPID" != "$$" ] || echo "bench/rollout.sh: line $LINENO: exit status $?" >&2' ERR
 cd "$(dirname "$0")/.."
 source bench/lib.bash
 
@@ -172,8 +173,15 @@ report() {
 	       count(DISTINCT target_id),
 	       percentile_disc(0.5) WITHIN GROUP (ORDER BY ms),
 	       percentile_disc(0.99) WITHIN GROUP (ORDER BY ms), max(ms))
+	       || E'\n' || format('  of which: claimed (started_at) p50 %s ms, p99 %s ms after the commit;'
+	              ' claim to completed_at p50 %s ms, p99 %s ms',
+	       percentile_disc(0.5) WITHIN GROUP (ORDER BY claimed_ms),
+	       percentile_disc(0.99) WITHIN GROUP (ORDER BY claimed_ms),
+	       percentile_disc(0.5) WITHIN GROUP (ORDER BY ms - claimed_ms),
+	       percentile_disc(0.99) WITHIN GROUP (ORDER BY ms - claimed_ms))
 	FROM (SELECT id, status, attempts, target_id,
-	             round(extract(epoch FROM completed_at) * 1000 - :'origin'::bigint)::bigint AS ms
+	             round(extract(epoch FROM completed_at) * 1000 - :'origin'::bigint)::bigint AS ms,
+	             round(extract(epoch FROM started_at) * 1000 - :'origin'::bigint)::bigint AS claimed_ms
 	      FROM jobs WHERE id = ANY (:'jobs'::text[])) j
 	SQL
 }
