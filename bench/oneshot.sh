@@ -12,15 +12,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.bash
 
-RUNS=${ONESHOT_RUNS:-30}
-ROUNDS=${ONESHOT_ROUNDS:-3}
+RUNS=${ONESHOT_RUNS:-10}
+ROUNDS=${ONESHOT_ROUNDS:-9}
 FLOOR=${CERTCTL_BENCH_FLOOR:-$CERTCTL_BIN/../bench/pq_floor}
+# Debian's psql is pg_wrapper, a Perl script that picks the cluster's version;
+# the binary it runs is measured too.
+PSQL_BINARY=$(pg_config --bindir)/psql
 [ -x "$FLOOR" ] || { echo "bench/oneshot.sh: no $FLOOR (make builds it)" >&2; exit 69; }
 if ! command -v hyperfine >/dev/null; then
 	apt-get install -y -qq hyperfine >/dev/null 2>&1 || { echo "bench/oneshot.sh: install the 'hyperfine' package" >&2; exit 69; }
 fi
 
-BENCH_CLUSTER_OPTIONS="-o shared_preload_libraries=pg_stat_statements -o logging_collector=on
+BENCH_CLUSTER_OPTIONS="-o shared_preload_libraries=pg_stat_statements -o pg_stat_statements.track_planning=on -o logging_collector=on
 	-o log_directory=log -o log_filename=bench.log" bench_enter_cluster "$0" "$@"
 
 # Inside the cluster: PGHOST=localhost, PGUSER the superuser, its PGPASSWORD.
@@ -51,7 +54,7 @@ GRANT certctl_operator TO certctl_bench_operator, :"me";
 SQL
 
 # Enough Pending, unrouted jobs that no claim finds the queue empty.
-jobs=$(( (ROUNDS * 2 * (RUNS + 3) * 2) + 100 ))
+jobs=$(( (ROUNDS * 2 * (RUNS + 3) * 3) + 100 ))
 psql_q -c "INSERT INTO jobs (id, type, status, scheduled_at)
 	SELECT 'job-' || g, 'Renewal', 'Pending', now() - interval '1 minute'
 	FROM generate_series(1, $jobs) g" >/dev/null
@@ -75,34 +78,36 @@ printf 'claim statement (from the log, parameters %s inlined):\n  %s\n' "$parame
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# measure TRANSPORT: ROUNDS hyperfine runs of the three commands, their
-# mean times to $work/TRANSPORT.{claim,psql,floor}, one line per round.
+# measure TRANSPORT: ROUNDS hyperfine runs of the four commands, their
+# mean times to $work/TRANSPORT.{claim,psql,psqlbin,floor}, one line per round.
 measure() {
 	local transport=$1 round json
-	: >"$work/$transport.claim" && : >"$work/$transport.psql" && : >"$work/$transport.floor"
 	for round in $(seq 1 "$ROUNDS"); do
 		json="$work/$transport.$round.json"
 		hyperfine -N --style none --warmup 3 --runs "$RUNS" --export-json "$json" \
 			"certctl-claim --limit 1 --worker oneshot" \
 			"psql -XAtc \"$claim_sql\"" \
-			"$FLOOR" >/dev/null
+			"$PSQL_BINARY -XAtc \"$claim_sql\"" \
+			"$FLOOR" >/dev/null 2>>"$work/hyperfine.err"
 		jq -r '.results[0].mean * 1000' "$json" >>"$work/$transport.claim"
 		jq -r '.results[1].mean * 1000' "$json" >>"$work/$transport.psql"
-		jq -r '.results[2].mean * 1000' "$json" >>"$work/$transport.floor"
+		jq -r '.results[2].mean * 1000' "$json" >>"$work/$transport.psqlbin"
+		jq -r '.results[3].mean * 1000' "$json" >>"$work/$transport.floor"
 	done
 }
 
 # report TRANSPORT: the medians of the rounds' means and the two ratios.
 report() {
-	local transport=$1 claim psql floor
-	claim=$(median <"$work/$transport.claim") psql=$(median <"$work/$transport.psql") floor=$(median <"$work/$transport.floor")
-	awk -v t="$transport" -v c="$claim" -v p="$psql" -v f="$floor" -v r="$ROUNDS" -v n="$RUNS" 'BEGIN {
-		printf "%s: certctl-claim --limit 1 %.2f ms, psql -XAtc (same claim) %.2f ms, pq_floor (connect, SELECT 1) %.2f ms (median of %d means of %d runs)\n", t, c, p, f, r, n
-		printf "%s: certctl-claim / psql %.2f (goal <= 0.5), certctl-claim / floor %.2f (goal <= 1.3)\n", t, c / p, c / f
+	local transport=$1 claim psql psqlbin floor
+	claim=$(median <"$work/$transport.claim") psql=$(median <"$work/$transport.psql")
+	psqlbin=$(median <"$work/$transport.psqlbin") floor=$(median <"$work/$transport.floor")
+	awk -v t="$transport" -v c="$claim" -v p="$psql" -v b="$psqlbin" -v f="$floor" -v r="$ROUNDS" -v n="$RUNS" 'BEGIN {
+		printf "%s: certctl-claim --limit 1 %.2f ms, psql -XAtc (same claim) %.2f ms, its binary without pg_wrapper %.2f ms, pq_floor (connect, SELECT 1) %.2f ms (medians of %d means of %d runs)\n", t, c, p, b, f, r, n
+		printf "%s: certctl-claim / psql %.2f (goal <= 0.5), / psql binary %.2f, / floor %.2f (goal <= 1.3)\n", t, c / p, c / b, c / f
 	}'
-	printf '%s: per round, ms (claim psql floor):' "$transport"
-	paste -d' ' "$work/$transport.claim" "$work/$transport.psql" "$work/$transport.floor" |
-		awk '{ printf " [%.1f %.1f %.1f]", $1, $2, $3 } END { print "" }'
+	printf '%s: per round, ms (claim psql psql-binary floor):' "$transport"
+	paste -d' ' "$work/$transport.claim" "$work/$transport.psql" "$work/$transport.psqlbin" "$work/$transport.floor" |
+		awk '{ printf " [%.1f %.1f %.1f %.1f]", $1, $2, $3, $4 } END { print "" }'
 }
 
 echo "== one-shot claim: $ROUNDS rounds of hyperfine -N, $RUNS runs (3 warm-up) per command"
@@ -112,13 +117,16 @@ psql_q -c "SELECT pg_stat_statements_reset()" >/dev/null
 report socket
 report tcp
 
-echo "== statements per run, as the server saw them (pg_stat_statements, both transports)"
+echo "== statements per run of a client, as the server saw them (pg_stat_statements, both transports)"
 runs=$(( ROUNDS * (RUNS + 3) * 2 ))
 psql_q -v runs="$runs" <<-'SQL'
-SELECT format('  %s per run, %s ms mean execution: %s', round(calls::numeric / :runs, 2),
-              round(mean_exec_time::numeric, 3), left(regexp_replace(query, '\s+', ' ', 'g'), 90))
-FROM pg_stat_statements
+SELECT format('  %s per run, %s ms planning + %s ms execution (means): %s', round(calls / :runs, 2),
+              round(plan, 3), round(exec, 3), left(q, 100))
+FROM (SELECT regexp_replace(query, '\s+', ' ', 'g') AS q, sum(calls) AS calls,
+             sum(total_plan_time)::numeric / sum(calls) AS plan,
+             sum(total_exec_time)::numeric / sum(calls) AS exec
+      FROM pg_stat_statements GROUP BY 1) s
 WHERE calls >= :runs / 2
-ORDER BY calls DESC, query
+ORDER BY calls DESC, q
 SQL
 echo "machine: nproc $(nproc), $(lscpu | sed -n 's/^Model name: *//p'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
