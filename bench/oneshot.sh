@@ -65,7 +65,10 @@ super env PGOPTIONS="-c log_statement=all" certctl-claim --limit 1 --worker ones
 log=$(psql_q -c "SELECT pg_read_file(pg_current_logfile())")
 statement=$(grep -F 'execute <unnamed>: WITH picked AS' <<<"$log" | tail -n 1 | sed 's/^.*execute <unnamed>: //')
 parameters=$(grep -A1 -F 'execute <unnamed>: WITH picked AS' <<<"$log" | tail -n 1 | sed -n 's/^.*DETAIL:  parameters: //p')
-[ -n "$statement" ] && [ -n "$parameters" ] || { echo "bench/oneshot.sh: the claim statement is not in the log" >&2; exit 70; }
+if [ -z "$statement" ] || [ -z "$parameters" ]; then
+	echo "bench/oneshot.sh: the claim statement is not in the log" >&2
+	exit 70
+fi
 # "$1 = NULL, $2 = '1', $3 = 'oneshot-probe', $4 = '900'": inline each, from the highest number down.
 claim_sql=$statement
 while IFS= read -r binding; do

@@ -210,6 +210,7 @@ follower_round() {
 		# its input. The status waited for is the deployer's (the claimer exits 75).
 		{
 			set +e
+			# shellcheck disable=SC2016 # expanded by sh -c
 			as_agent "$n" sh -c 'echo $$ >"$1"; exec certctl-claim --agent "agent-$2" --follow --worker "follower-$2"' \
 				sh "$work/claim.$n.pid" "$n" 2>>"$work/claim.$n.err" |
 				as_agent "$n" certctl-deploy >"$out.$n.out" 2>>"$work/deploy.$n.err"
