@@ -33,24 +33,15 @@ superuser=$PGUSER superuser_password=$PGPASSWORD
 super() { PGUSER=$superuser PGPASSWORD=$superuser_password "$@"; }
 psql_q() { super psql -XAtq -v ON_ERROR_STOP=1 "$@"; }
 me=$(id -un)
-owner_password=$(openssl rand -hex 16) operator_password=$(openssl rand -hex 16)
 # Both claimants are operators' logins, neither a superuser: over TCP
 # certctl_bench_operator (SCRAM), over the socket a role named like the OS
 # user (peer authentication).
-psql_q -v me="$me" -v owner="$owner_password" -v operator="$operator_password" >/dev/null <<-'SQL'
-CREATE ROLE certctl_owner LOGIN CREATEROLE PASSWORD :'owner';
-CREATE DATABASE oneshot_bench OWNER certctl_owner;
-CREATE ROLE certctl_bench_operator LOGIN PASSWORD :'operator';
-CREATE ROLE :"me" LOGIN;
-SQL
-(umask 077 && printf '*:*:*:certctl_owner:%s\n*:*:*:certctl_bench_operator:%s\n' \
-	"$owner_password" "$operator_password" >"$work/pgpass")
+bench_database oneshot_bench "$work"
 unset PGPASSWORD
-export PGPASSFILE="$work/pgpass" PGDATABASE=oneshot_bench
-PGUSER=certctl_owner certctl-migrate -q up >/dev/null
 psql_q -v me="$me" >/dev/null <<-'SQL'
+CREATE ROLE :"me" LOGIN;
 CREATE EXTENSION pg_stat_statements;
-GRANT certctl_operator TO certctl_bench_operator, :"me";
+GRANT certctl_operator TO :"me";
 SQL
 
 # Enough Pending, unrouted jobs that no claim finds the queue empty.

@@ -43,20 +43,10 @@ cleanup() {
 trap cleanup EXIT
 
 if [ "${ROLLOUT_IN_PLACE:-}" != 1 ]; then
-	# Inside the throw-away cluster: PGHOST=localhost, the superuser's PGPASSWORD.
-	# Roles as in production: the owner migrates, an operator enrolls and imports.
-	owner_password=$(openssl rand -hex 16) operator_password=$(openssl rand -hex 16)
-	psql -XAtq -v ON_ERROR_STOP=1 -v owner="$owner_password" -v operator="$operator_password" >/dev/null <<-'SQL'
-	CREATE ROLE certctl_owner LOGIN CREATEROLE PASSWORD :'owner';
-	CREATE ROLE certctl_bench_operator LOGIN CREATEROLE PASSWORD :'operator';
-	CREATE DATABASE rollout_bench OWNER certctl_owner;
-	SQL
-	(umask 077 && printf '*:*:*:certctl_owner:%s\n*:*:*:certctl_bench_operator:%s\n' \
-		"$owner_password" "$operator_password" >"$work/pgpass")
+	# Inside the throw-away cluster: roles as in production, the owner
+	# migrates, an operator enrolls and imports.
+	bench_database rollout_bench "$work"
 	unset PGPASSWORD
-	export PGPASSFILE="$work/pgpass" PGDATABASE=rollout_bench
-	PGUSER=certctl_owner certctl-migrate -q up >/dev/null
-	PGUSER=certctl_owner psql -XAtq -v ON_ERROR_STOP=1 -c 'GRANT certctl_operator TO certctl_bench_operator' >/dev/null
 	export PGUSER=certctl_bench_operator
 fi
 
