@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 source bench/lib.bash
 
 AGENTS=${ROLLOUT_AGENTS:-100}
-TIMER_INTERVALS=${TIMER_INTERVALS:-30 60}
+TIMER_INTERVALS=${TIMER_INTERVALS-30 60} # empty: followers only
 TIMER_LIMIT=100
 [ "$AGENTS" -ge 1 ] || { echo "bench/rollout.sh: ROLLOUT_AGENTS must be at least 1" >&2; exit 64; }
 
