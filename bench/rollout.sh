@@ -28,7 +28,9 @@ if [ "${ROLLOUT_IN_PLACE:-}" = 1 ]; then
 fi
 # Each follower holds two connections (claim and deploy); commit timestamps
 # give the enqueue's commit time exactly.
-BENCH_CLUSTER_OPTIONS="-o max_connections=$((AGENTS * 2 + 30)) -o track_commit_timestamp=on" \
+# pg_stat_statements: where the server's time goes in the followers' round.
+BENCH_CLUSTER_OPTIONS="-o max_connections=$((AGENTS * 2 + 30)) -o track_commit_timestamp=on
+	-o shared_preload_libraries=pg_stat_statements -o pg_stat_statements.track_planning=on" \
 	bench_enter_cluster "$0" "$@"
 
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/certctl-rollout.XXXXXX")
@@ -46,6 +48,8 @@ if [ "${ROLLOUT_IN_PLACE:-}" != 1 ]; then
 	# Inside the throw-away cluster: roles as in production, the owner
 	# migrates, an operator enrolls and imports.
 	bench_database rollout_bench "$work"
+	psql -XAtq -v ON_ERROR_STOP=1 -c "CREATE EXTENSION pg_stat_statements" >/dev/null
+	statements_login=("PGUSER=$PGUSER" "PGPASSWORD=$PGPASSWORD")
 	unset PGPASSWORD
 	export PGUSER=certctl_bench_operator
 fi
@@ -190,9 +194,11 @@ wait_connected() {
 	done
 }
 
-# follower_round LABEL: followers connected and waiting, then one enqueue.
-follower_round() {
-	local label=$1 n rc=0 out=$work/follow.$((version + 1))
+# start_followers: every agent's follower connected and waiting. They stay
+# for every follower round, as an agent's pipeline does: their backends are
+# warm after the first.
+start_followers() {
+	local n
 	for_each_agent heartbeat
 	pids=()
 	for n in $(seq 1 "$AGENTS"); do
@@ -203,7 +209,7 @@ follower_round() {
 			# shellcheck disable=SC2016 # expanded by sh -c
 			as_agent "$n" sh -c 'echo $$ >"$1"; exec certctl-claim --agent "agent-$2" --follow --worker "follower-$2"' \
 				sh "$work/claim.$n.pid" "$n" 2>>"$work/claim.$n.err" |
-				as_agent "$n" certctl-deploy >"$out.$n.out" 2>>"$work/deploy.$n.err"
+				as_agent "$n" certctl-deploy >"$work/follow.$n.out" 2>>"$work/deploy.$n.err"
 			exit "${PIPESTATUS[1]}"
 		} &
 		pids+=("$!")
@@ -211,14 +217,49 @@ follower_round() {
 		# a small host outlast libpq's connect timeout.
 		if [ $((n % 10)) -eq 0 ] || [ "$n" -eq "$AGENTS" ]; then wait_connected $((n * 2)); fi
 	done
-	enqueue
-	wait_completed 120
+}
+
+stop_followers() {
+	local n rc=0
 	for n in $(seq 1 "$AGENTS"); do kill -TERM "$(cat "$work/claim.$n.pid")"; done
 	for n in "${pids[@]}"; do wait "$n" || rc=$?; done
 	pids=()
 	rm -f "$work"/claim.*.pid
 	[ "$rc" = 0 ] || echo "bench/rollout.sh: a follower's certctl-deploy exited $rc" >&2
-	report "$label" "$out".*.out
+}
+
+# follower_round LABEL: one enqueue for the running followers.
+follower_round() {
+	statements
+	enqueue
+	wait_completed 120
+	report "$1" "$work"/follow.*.out
+}
+
+# statements [report]: resets pg_stat_statements (before a round's enqueue), or prints the server's
+# planning and execution time of the agents' statements per job of the round
+# and the statements that took most of it (in the bench's own cluster only).
+statements() {
+	[ -n "${statements_login[*]:-}" ] || return 0
+	if [ "${1:-}" != report ]; then
+		env "${statements_login[@]}" psql -XAtq -v ON_ERROR_STOP=1 -c "SELECT pg_stat_statements_reset()" >/dev/null
+		return 0
+	fi
+	env "${statements_login[@]}" psql -XAtq -v ON_ERROR_STOP=1 -v jobs="$AGENTS" <<-'SQL'
+	SELECT format('  agents'' server time per job (pg_stat_statements): %s ms planning + %s ms execution, %s statements',
+	       round(sum(total_plan_time)::numeric / :jobs, 1), round(sum(total_exec_time)::numeric / :jobs, 1),
+	       round(sum(calls)::numeric / :jobs, 1))
+	FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+	      AND userid IN (SELECT oid FROM pg_roles WHERE rolname LIKE '%\_rollout\_agent\_%');
+	SELECT format('    %s calls, %s ms planning + %s ms execution each: %s', calls,
+	       round(plan / NULLIF(calls, 0), 2), round(exec / NULLIF(calls, 0), 2), left(q, 70))
+	FROM (SELECT regexp_replace(query, '\s+', ' ', 'g') AS q, sum(calls) AS calls,
+	             sum(total_plan_time)::numeric AS plan, sum(total_exec_time)::numeric AS exec
+	      FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+	      AND userid IN (SELECT oid FROM pg_roles WHERE rolname LIKE '%\_rollout\_agent\_%')
+	      GROUP BY 1) s
+	ORDER BY plan + exec DESC LIMIT 6;
+	SQL
 }
 
 # timer_agent N INTERVAL_US FIRST_US OUT: claim | deploy at FIRST_US and
@@ -257,9 +298,13 @@ timer_round() {
 	report "timer, $seconds s interval" "$out".*.out
 }
 
-# Warm-up: the first deploy writes new files and warms PostgreSQL's caches.
+# Warm-up: the first deploy writes new files and warms PostgreSQL's caches
+# and the followers' backends.
+start_followers
 follower_round "followers, first deploy (warm-up)"
 follower_round "followers (certctl-claim --follow | certctl-deploy)"
+statements report
+stop_followers
 for seconds in $TIMER_INTERVALS; do timer_round "$seconds"; done
 # The followers' claimers were stopped with SIGTERM: their "interrupted" line is expected.
 cat "$work"/*.err | { grep -vx 'certctl-claim: interrupted by signal 15 while waiting for jobs' || :; } >"$work/errors"
