@@ -19,7 +19,9 @@ FLEET_THREADS=${FLEET_THREADS:-32}
 FLEET_RUNS=${FLEET_RUNS:-"pgbouncer-agents pgbouncer-owner direct-agents direct-owner"}
 FLEET=${FLEET:-$CERTCTL_BIN/../bench/fleet/fleet}
 
-BENCH_CLUSTER_OPTIONS="-o max_connections=200 -o shared_preload_libraries=pg_stat_statements" \
+# pg_stat_statements keeps one entry per statement and role: 10 000 agents' roles need room.
+BENCH_CLUSTER_OPTIONS="-o max_connections=200 -o shared_preload_libraries=pg_stat_statements
+	-o pg_stat_statements.max=100000 -o pg_stat_statements.track_planning=on" \
 	bench_enter_cluster "$0" "$@"
 
 # Inside the cluster (PGHOST=localhost, the superuser's PGPASSWORD).
@@ -91,11 +93,12 @@ for size in $FLEET_SIZES; do
 		echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 		echo "   not finished: $(super_sql "SELECT count(*) FROM jobs WHERE status <> 'Completed'")," \
 			"completed more than once or after a retry: $(super_sql "SELECT count(*) FROM jobs WHERE attempts <> 1")"
-		echo "   top statements by total time (pg_stat_statements: calls, total ms, mean ms):"
+		echo "   top statements by total time (pg_stat_statements: calls, total ms, mean planning ms, mean execution ms):"
 		# One row per statement, summed over the agents' roles.
-		super_sql "SELECT sum(calls), round(sum(total_exec_time)::numeric, 0),
-				round((sum(total_exec_time) / sum(calls))::numeric, 3),
+		super_sql "SELECT sum(calls), round(sum(total_exec_time + total_plan_time)::numeric, 0),
+				round((sum(total_plan_time) / nullif(sum(calls), 0))::numeric, 3),
+				round((sum(total_exec_time) / nullif(sum(calls), 0))::numeric, 3),
 				left(regexp_replace(query, '\s+', ' ', 'g'), 90)
-			FROM stats.pg_stat_statements GROUP BY query ORDER BY 2 DESC LIMIT 10" | sed 's/^/     /'
+			FROM stats.pg_stat_statements GROUP BY query ORDER BY 2 DESC LIMIT 12" | sed 's/^/     /'
 	done
 done
