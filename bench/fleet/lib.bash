@@ -1,6 +1,7 @@
 # The fleet's fixtures, shared by bench/fleet.sh and tests/fleet.bats; psql
 # runs with the caller's PG* environment.
 FLEET_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/lib/net.bash
 source "$FLEET_LIB_DIR/../../tests/lib/net.bash"
 
 # fleet_fixture AGENTS PREFIX PASSWORD_FILE: agents, login roles PREFIX_00001 ...
@@ -64,6 +65,7 @@ fleet_pgbouncer_start() {
 		as_user=(-u postgres)
 	fi
 	env -u PGPASSWORD pgbouncer -q "${as_user[@]}" "$dir/pgbouncer.ini" &
+	# shellcheck disable=SC2034 # for the caller
 	FLEET_PGBOUNCER_PID=$!
 	wait_for_port "$port"
 }
