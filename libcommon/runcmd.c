@@ -181,12 +181,49 @@ static void exec_child(char *const argv[], char **environment, int stderr_fd)
 	_exit(127);
 }
 
-int run_command(char *const argv[], const struct command_env *env, struct error *err)
+/* The last non-empty line of a stream of bytes, each line cut to STDERR_SUMMARY_BYTES. */
+struct last_line {
+	char line[STDERR_SUMMARY_BYTES + 1], last[STDERR_SUMMARY_BYTES + 1];
+	size_t length;
+};
+
+static void last_line_add(struct last_line *tail, const char *bytes, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (bytes[i] != '\n') {
+			if (tail->length < STDERR_SUMMARY_BYTES)
+				tail->line[tail->length++] = bytes[i];
+			continue;
+		}
+		tail->line[tail->length] = '\0';
+		one_line(tail->line);
+		if (tail->line[0] != '\0')
+			memcpy(tail->last, tail->line, sizeof(tail->last));
+		tail->length = 0;
+	}
+}
+
+/* What the stream ended with, an unterminated line included, in summary. */
+static void last_line_end(struct last_line *tail, char summary[STDERR_SUMMARY_BYTES + 1])
+{
+	last_line_add(tail, "\n", 1);
+	memcpy(summary, tail->last, STDERR_SUMMARY_BYTES + 1);
+}
+
+/*
+ * run_command() with timeout_seconds, not cut by the run deadline, when
+ * last_line is set: the error then ends with the last line of the command's
+ * stderr instead of its first bytes.
+ */
+static int run_command_with(char *const argv[], const struct command_env *env, int timeout_seconds,
+			    bool last_line, struct error *err)
 {
 	char summary[STDERR_SUMMARY_BYTES + 1], drain[512];
+	struct last_line tail = { .length = 0 };
 	size_t kept = 0;
-	bool cut, timed_out = false, stderr_closed = false;
-	long long allowed = run_deadline_command_ms(command_timeout_seconds(), &cut);
+	bool cut = false, timed_out = false, stderr_closed = false;
+	long long allowed = last_line ? (long long)timeout_seconds * 1000
+				      : run_deadline_command_ms(timeout_seconds, &cut);
 	long long deadline = monotonic_milliseconds() + allowed;
 	int pipe_fds[2], status = 0;
 	char **environment;
@@ -250,6 +287,7 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 			}
 			for (ssize_t i = 0; i < got && kept < STDERR_SUMMARY_BYTES; i++)
 				summary[kept++] = drain[i];
+			last_line_add(&tail, drain, (size_t)got);
 			continue;
 		}
 		nanosleep(&(struct timespec){ 0, sleep_ns }, NULL);
@@ -264,17 +302,20 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 			break;
 		for (ssize_t i = 0; i < got && kept < STDERR_SUMMARY_BYTES; i++)
 			summary[kept++] = drain[i];
+		last_line_add(&tail, drain, (size_t)got);
 	}
 	close(pipe_fds[0]);
 	summary[kept] = '\0';
 	one_line(summary);
+	if (last_line)
+		last_line_end(&tail, summary);
 
 	if (timed_out && cut)
 		return error_set(err, EXIT_FAILED_CLEANLY, "%s timed out after %.1f s (cut to fit the run deadline, %s) and was killed%s%s",
 				 argv[0], (double)allowed / 1000, RUN_DEADLINE_ENV, summary[0] ? ": " : "", summary);
 	if (timed_out)
 		return error_set(err, EXIT_FAILED_CLEANLY, "%s timed out after %d s and was killed%s%s", argv[0],
-				 command_timeout_seconds(), summary[0] ? ": " : "", summary);
+				 timeout_seconds, summary[0] ? ": " : "", summary);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (WIFSIGNALED(status))
@@ -282,4 +323,15 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 				 summary[0] ? ": " : "", summary);
 	return error_set(err, EXIT_FAILED_CLEANLY, "%s exited %d%s%s", argv[0], WEXITSTATUS(status),
 			 summary[0] ? ": " : "", summary);
+}
+
+int run_command(char *const argv[], const struct command_env *env, struct error *err)
+{
+	return run_command_with(argv, env, command_timeout_seconds(), false, err);
+}
+
+int run_command_timed(char *const argv[], const struct command_env *env, int timeout_seconds,
+		      struct error *err)
+{
+	return run_command_with(argv, env, timeout_seconds, true, err);
 }

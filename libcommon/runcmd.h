@@ -38,6 +38,14 @@ struct command_env {
  */
 int run_command(char *const argv[], const struct command_env *env, struct error *err);
 
+/*
+ * run_command() for an issuer: its own timeout_seconds (not $CERTCTL_COMMAND_TIMEOUT,
+ * not cut by the run deadline), and a failure's err ends with the last
+ * non-empty line of its stderr, where a program says why it gave up.
+ */
+int run_command_timed(char *const argv[], const struct command_env *env, int timeout_seconds,
+		      struct error *err);
+
 /* The command timeout in seconds ($CERTCTL_COMMAND_TIMEOUT or the default, at most MAX_COMMAND_TIMEOUT_SECONDS). */
 int command_timeout_seconds(void);
 
