@@ -4,7 +4,7 @@
 load helpers
 
 UNITS_DIR="$TESTS_DIR/../contrib/systemd"
-SERVICES="certctl-heartbeat@.service certctl-agent@.service certctl-reap.service certctl-deploy-ssh.service"
+SERVICES="certctl-heartbeat@.service certctl-agent@.service certctl-reap.service certctl-deploy-ssh.service certctl-issue.service"
 TIMERS="certctl-agent@.timer certctl-reap.timer certctl-deploy-ssh.timer"
 
 # No systemd runs in the test container: verify against a throw-away root that
@@ -16,7 +16,7 @@ setup() {
 	cp -a /usr/lib/systemd/system "$ROOT/usr/lib/systemd/"
 	cp "$UNITS_DIR"/*.service "$UNITS_DIR"/*.timer "$ROOT/etc/systemd/system/"
 	cp /bin/bash "$ROOT/bin/bash"
-	for command in certctl-heartbeat certctl-claim certctl-deploy; do
+	for command in certctl-heartbeat certctl-claim certctl-deploy certctl-issue; do
 		printf '#!/bin/sh\nexit 0\n' > "$ROOT/usr/local/bin/$command"
 		chmod 0755 "$ROOT/usr/local/bin/$command"
 	done
@@ -90,7 +90,7 @@ unit_line() {
 }
 
 @test "systemd: only the agent unit runs as root; the others run as the certctl user with no capabilities" {
-	for service in certctl-heartbeat@.service certctl-reap.service certctl-deploy-ssh.service; do
+	for service in certctl-heartbeat@.service certctl-reap.service certctl-deploy-ssh.service certctl-issue.service; do
 		unit_line "$service" User=certctl >/dev/null || { echo "$service: no User=certctl"; return 1; }
 		unit_line "$service" CapabilityBoundingSet= >/dev/null || { echo "$service keeps capabilities"; return 1; }
 	done
@@ -106,6 +106,13 @@ unit_line() {
 
 @test "systemd: the reaper runs certctl-claim --reap" {
 	unit_line certctl-reap.service 'ExecStart=/usr/local/bin/certctl-claim --reap'
+}
+
+@test "systemd: the issue unit follows the queue, restarts on failure but not after 64 or 78, and stops cleanly (75)" {
+	unit_line certctl-issue.service 'ExecStart=/usr/local/bin/certctl-issue --follow'
+	unit_line certctl-issue.service Restart=on-failure
+	unit_line certctl-issue.service 'RestartPreventExitStatus=64 78'
+	unit_line certctl-issue.service SuccessExitStatus=75
 }
 
 @test "systemd: each timer fires every minute and starts the service of its own name" {
