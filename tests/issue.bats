@@ -156,6 +156,26 @@ exec $LOCAL_CA --ca-cert $PKI/chain.pem --ca-key $PKI/intermediate.key"
 	expect_equal 2 "$(sql "SELECT count(*) FROM certificate_versions")"
 }
 
+@test "issue: names compare as a set: DNS names in any case, IP addresses by value, a CN among them" {
+	sql "UPDATE managed_certificates SET sans = '{shop.example,www.shop.example,::1}'"
+	stand_in other-spelling "printf 'subjectAltName=IP:0:0:0:0:0:0:0:1,DNS:WWW.Shop.Example,DNS:shop.example\n' > \"\$CERTCTL_CERT_FILE.ext\"
+openssl x509 -req -in \"\$CERTCTL_CSR_FILE\" -CA $PKI/chain.pem -CAkey $PKI/intermediate.key -days 5 \
+	-extfile \"\$CERTCTL_CERT_FILE.ext\" -out \"\$CERTCTL_CERT_FILE\" 2>/dev/null
+cat $PKI/chain.pem >> \"\$CERTCTL_CERT_FILE\""
+	add_job job-1 Issuance
+	run --separate-stderr certctl-issue
+	expect_status 0
+	expect_equal Completed "$(jq -r .status <<<"$output")"
+	# A subject CN that was not asked for is refused, though every SAN is right.
+	stand_in stray-cn "printf 'subjectAltName=DNS:shop.example,DNS:www.shop.example,IP:::1\n' > \"\$CERTCTL_CERT_FILE.ext\"
+openssl x509 -req -in \"\$CERTCTL_CSR_FILE\" -CA $PKI/chain.pem -CAkey $PKI/intermediate.key -days 5 \
+	-subj /CN=stray.example -extfile \"\$CERTCTL_CERT_FILE.ext\" -out \"\$CERTCTL_CERT_FILE\" 2>/dev/null"
+	add_job job-2 Renewal
+	run --separate-stderr certctl-issue
+	expect_status 1
+	expect_contains "$(jq -r .error <<<"$output")" "the certificate has the common name stray.example, which was not asked for"
+}
+
 # --- failing issuers ----------------------------------------------------------
 
 # The state a failed issuance must leave alone: versions, keys, targets, deployment jobs.
