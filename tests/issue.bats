@@ -519,3 +519,29 @@ job-2 Completed" "$(jq -r '"\(.job_id) \(.status)"' "$BATS_TEST_TMPDIR/out")"
 	expect_status 0
 	expect_equal Completed "$(jq -r .status <<<"$output")"
 }
+
+@test "issue: an issuer and a certificate imported as inventory, certctl-renew, then certctl-issue: issued, and renewed when due" {
+	sql "DELETE FROM managed_certificates; DELETE FROM issuers"
+	run --separate-stderr certctl-import <<-JSON
+	{"kind":"issuer","id":"iss-internal","type":"command","config":{"command":["$LOCAL_CA","--ca-cert","$PKI/chain.pem","--ca-key","$PKI/intermediate.key","--days","9"],"timeout":60}}
+	{"kind":"certificate","id":"mc-api","sans":["api.internal","10.0.0.5"],"key_type":"ecdsa-p384","issuer_id":"iss-internal"}
+	JSON
+	expect_status 0
+	run --separate-stderr certctl-renew
+	expect_status 0
+	expect_equal "Issuance Pending" "$(jq -r '"\(.type) \(.status)"' <<<"$output")"
+	run --separate-stderr certctl-issue
+	expect_status 0
+	expect_equal Completed "$(jq -r .status <<<"$output")"
+	expect_equal "EC-P-384|api.internal" "$(sql "SELECT v.key_algorithm || '|' || m.common_name FROM certificate_versions v
+		JOIN managed_certificates m ON m.id = v.certificate_id")"
+	# Not due: nothing to renew. Half of a 9-day lifetime later it is.
+	run --separate-stderr certctl-renew
+	expect_equal "" "$output" "renew right after issuance"
+	run --separate-stderr certctl-renew --now "$(date -u -d '+5 days' +%FT%TZ)"
+	expect_equal "Renewal Pending" "$(jq -r '"\(.type) \(.status)"' <<<"$output")"
+	run --separate-stderr certctl-issue
+	expect_status 0
+	expect_equal 1 "$(sql "SELECT count(*) FROM audit_events WHERE action = 'renewal_job_completed'")"
+	expect_equal 2 "$(sql "SELECT count(*) FROM certificate_versions")"
+}
