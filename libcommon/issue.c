@@ -25,6 +25,8 @@
 #include "signals.h"
 
 #define ISSUE_JOB_TYPES "Issuance,Renewal"
+/* Kept in the lease beyond the issuer's timeout, for the checks and the store. */
+#define ISSUE_LEASE_MARGIN_SECONDS 120
 #define ISSUE_ACTOR "certctl-issue"
 
 static const char load_job_sql[] =
@@ -411,6 +413,14 @@ static int issue_one(PGconn *conn, json_object *line, const struct issue_options
 	if (!job_from_line(line, &job))
 		return error_set(err, EXIT_INTERNAL, "a claimed job line without id, type or claim");
 	if ((code = load_job(conn, &job, &permanent, &job_err)) != 0 && !permanent) {
+		error_set(err, code, "%s: %s", job.id, job_err.message);
+		goto out;
+	}
+	/* A slow issuer must not outlive the lease: the reaper would hand the job to another. */
+	if (code == 0 && job.issuer.timeout_seconds + ISSUE_LEASE_MARGIN_SECONDS > DEFAULT_LEASE_SECONDS &&
+	    (code = job_extend_lease_fenced(conn, job.id, &job.claim,
+					    job.issuer.timeout_seconds + ISSUE_LEASE_MARGIN_SECONDS,
+					    &job_err)) != 0) {
 		error_set(err, code, "%s: %s", job.id, job_err.message);
 		goto out;
 	}

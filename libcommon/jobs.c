@@ -25,6 +25,10 @@ static const char retry_fenced_sql[] =
 	" WHERE j.id = $1 AND j.status = 'Running' AND j.claimed_by = $2 AND j.attempts = $3::int"
 	" RETURNING j.status, certctl_rfc3339(j.scheduled_at)";
 
+static const char extend_lease_sql[] =
+	"UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $4::int), updated_at = now()"
+	" WHERE id = $1 AND status = 'Running' AND claimed_by = $2 AND attempts = $3::int";
+
 static const char job_state_sql[] =
 	"SELECT status, claimed_by, attempts FROM jobs WHERE id = $1";
 
@@ -115,4 +119,21 @@ int job_retry_fenced(PGconn *conn, const char *job_id, const struct job_claim *c
 	snprintf(scheduled_at, JOB_TIME_SIZE, "%s", PQgetvalue(update, 0, 1));
 	PQclear(update);
 	return 0;
+}
+
+int job_extend_lease_fenced(PGconn *conn, const char *job_id, const struct job_claim *claim,
+			    long seconds, struct error *err)
+{
+	char attempts[16], lease[24];
+	const char *params[4] = { job_id, claim->claimed_by, attempts, lease };
+	PGresult *update;
+	long changed;
+
+	snprintf(attempts, sizeof(attempts), "%d", claim->attempts);
+	snprintf(lease, sizeof(lease), "%ld", seconds);
+	if ((update = db_query(conn, extend_lease_sql, 4, params, err)) == NULL)
+		return err->code;
+	changed = db_affected_rows(update);
+	PQclear(update);
+	return changed == 1 ? 0 : claim_lost(conn, job_id, claim, err);
 }

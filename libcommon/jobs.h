@@ -53,4 +53,12 @@ int job_retry_fenced(PGconn *conn, const char *job_id, const struct job_claim *c
 		     const char *last_error, bool *failed, char scheduled_at[JOB_TIME_SIZE],
 		     struct error *err);
 
+/*
+ * The lease of a job still Running under claim, moved to seconds from now:
+ * for work that may outlast the lease it was claimed with (a slow issuer).
+ * Fenced and coded as job_finish_fenced().
+ */
+int job_extend_lease_fenced(PGconn *conn, const char *job_id, const struct job_claim *claim,
+			    long seconds, struct error *err);
+
 #endif

@@ -278,6 +278,19 @@ openssl x509 -req -in \"\$CERTCTL_CSR_FILE\" -CA $PKI/chain.pem -CAkey $PKI/inte
 	expect_equal 0 "$(sql "SELECT count(*) FROM certificate_versions")"
 }
 
+@test "issue: an issuer with a timeout beyond the 900 s lease gets a lease that outlasts it" {
+	stand_in waits-for-go "touch $S/started; while [ ! -e $S/go ]; do sleep 0.1; done
+exec $LOCAL_CA --ca-cert $PKI/chain.pem --ca-key $PKI/intermediate.key"
+	add_issuer iss-waits-for-go "$(jq -cn --arg c "$S/waits-for-go" '{command: [$c], timeout: 3600}')"
+	add_job job-1 Issuance
+	certctl-issue > "$BATS_TEST_TMPDIR/out" 2>"$BATS_TEST_TMPDIR/err" &
+	pid=$!
+	wait_until "SELECT lease_expires_at > now() + interval '3600 seconds' FROM jobs WHERE id = 'job-1'"
+	touch "$S/go"
+	wait "$pid"
+	expect_equal "job-1 Completed" "$(jq -r '"\(.job_id) \(.status)"' "$BATS_TEST_TMPDIR/out")"
+}
+
 # --- bad input ----------------------------------------------------------------
 
 @test "issue: an issuer config without a command is a configuration error (78): job Failed, nothing stored" {
