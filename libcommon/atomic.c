@@ -18,6 +18,7 @@
 #include "applier.h"
 #include "atomic.h"
 #include "exitcode.h"
+#include "fileio.h"
 #include "runcmd.h"
 #include "signals.h"
 
@@ -415,20 +416,6 @@ static int resolve_ownership(const struct deploy_file *file, struct file_state *
 	return lookup_owner(file, &owner->uid, &owner->gid, err);
 }
 
-static int write_all(int fd, const unsigned char *bytes, size_t length)
-{
-	while (length > 0) {
-		ssize_t wrote = write(fd, bytes, length);
-		if (wrote < 0 && errno == EINTR)
-			continue;
-		if (wrote <= 0)
-			return -1;
-		bytes += wrote;
-		length -= (size_t)wrote;
-	}
-	return 0;
-}
-
 /*
  * Creates name in dir_fd (0600 before any byte lands) holding bytes with
  * owner's owner, group and mode, fsynced. On failure removes it and returns
@@ -444,7 +431,7 @@ static int write_temp(int dir_fd, const char *name, const unsigned char *bytes, 
 	if (fd < 0)
 		return -1;
 	*step = "write";
-	if (write_all(fd, bytes, length) != 0)
+	if (fd_write_all(fd, bytes, length) != 0)
 		goto fail;
 	/* chown before chmod: chown clears set-id bits. */
 	*step = "chown";
