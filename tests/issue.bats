@@ -558,3 +558,28 @@ job-2 Completed" "$(jq -r '"\(.job_id) \(.status)"' "$BATS_TEST_TMPDIR/out")"
 	expect_equal 1 "$(sql "SELECT count(*) FROM audit_events WHERE action = 'renewal_job_completed'")"
 	expect_equal 2 "$(sql "SELECT count(*) FROM certificate_versions")"
 }
+
+@test "issue: agent mode end to end: claim | csr | deploy on the agent, certctl-issue with local-ca, then the agent installs it with its staged key" {
+	export CERTCTL_KEY_DIR="$BATS_TEST_TMPDIR/keys"
+	add_agent_target
+	sql "UPDATE managed_certificates SET key_mode = 'agent'"
+	sql "INSERT INTO jobs (id, type, status, certificate_id, agent_id) VALUES ('job-1', 'Issuance', 'AwaitingCSR', 'mc-shop', 'agent-web01')"
+	agent_pipeline() {
+		set -o pipefail
+		as_agent agent-web01 certctl-claim --agent agent-web01 --limit 10 |
+			as_agent agent-web01 certctl-csr | as_agent agent-web01 certctl-deploy
+	}
+	run --separate-stderr agent_pipeline
+	expect_status 0
+	expect_equal CSRSubmitted "$(jq -r .status <<<"$output")"
+	run --separate-stderr certctl-issue
+	expect_status 0
+	expect_equal "Completed 1" "$(jq -r '"\(.status) \(.deployment_jobs)"' <<<"$output")"
+	fingerprint=$(jq -r .fingerprint_sha256 <<<"$output")
+	run --separate-stderr agent_pipeline
+	expect_status 0
+	expect_equal Completed "$(jq -r .status <<<"$output")"
+	expect_equal "$fingerprint" "$(fingerprint "$D/cert.pem")" "installed certificate"
+	expect_equal "$(public_key_of "$D/cert.pem")" "$(public_key_of "$D/key.pem")" "installed key matches"
+	expect_equal "f" "$(sql "SELECT key_sealed IS NOT NULL FROM certificate_versions")" "a key in the database"
+}
