@@ -6,6 +6,7 @@
 #include "db.h"
 #include "exitcode.h"
 #include "inventory.h"
+#include "issuer.h"
 #include "jsonl.h"
 #include "log.h"
 #include "signals.h"
@@ -68,7 +69,6 @@ static const char upsert_issuer_sql[] =
 	" config = EXCLUDED.config, updated_at = now()"
 	" RETURNING (xmax = 0)";
 
-#define ISSUER_TIMEOUT_MAX 86400 /* a day: longer is a stuck issuer, not a slow one */
 
 /* One row per listed target: is it unknown, is it retired. */
 static const char listed_targets_sql[] =
@@ -133,35 +133,21 @@ void inventory_item_release(struct inventory_item *item)
 	item->owned = NULL;
 }
 
-/* {"type":"command","config":{"command":[argv…],"timeout":SECONDS}} */
+/* {"type":"command","config":{"command":[argv…],"timeout":SECONDS}}, checked as certctl-issue reads it. */
 static int parse_issuer(json_object *line, struct inventory_item *item, struct error *err)
 {
-	json_object *config, *command, *timeout;
-	size_t count;
+	struct issuer issuer;
+	json_object *config;
 
 	if (required_string(line, "type", &item->type, err) != 0)
 		return err->code;
-	if (strcmp(item->type, "command") != 0)
-		return error_set(err, EXIT_CONFIG, "unknown issuer type \"%s\" (command)", item->type);
 	if (!json_object_object_get_ex(line, "config", &config) ||
 	    !json_object_is_type(config, json_type_object))
 		return error_set(err, EXIT_DATA, "\"config\" must be a JSON object");
-	if (!json_object_object_get_ex(config, "command", &command) ||
-	    !json_object_is_type(command, json_type_array) ||
-	    (count = json_object_array_length(command)) == 0)
-		return error_set(err, EXIT_CONFIG, "issuer config needs \"command\": [program, arguments…]");
-	for (size_t i = 0; i < count; i++) {
-		json_object *word = json_object_array_get_idx(command, i);
-
-		if (!json_object_is_type(word, json_type_string) || json_object_get_string_len(word) == 0)
-			return error_set(err, EXIT_CONFIG, "issuer \"command\" must hold non-empty strings");
-	}
-	if (json_object_object_get_ex(config, "timeout", &timeout) &&
-	    (!json_object_is_type(timeout, json_type_int) || json_object_get_int64(timeout) < 1 ||
-	     json_object_get_int64(timeout) > ISSUER_TIMEOUT_MAX))
-		return error_set(err, EXIT_CONFIG, "issuer \"timeout\" must be whole seconds, 1 to %d",
-				 ISSUER_TIMEOUT_MAX);
 	item->config_json = json_object_to_json_string_ext(config, JSON_C_TO_STRING_PLAIN);
+	if (issuer_parse(item->id, item->type, item->config_json, &issuer, err) != 0)
+		return err->code;
+	issuer_free(&issuer);
 	return 0;
 }
 

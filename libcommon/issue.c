@@ -209,9 +209,13 @@ static int record_audit(PGconn *conn, const struct job *job, const struct outcom
 	struct audit_event event = { ISSUE_ACTOR, "System", action, "job", job->id, details };
 	int code;
 
-	snprintf(action, sizeof(action), "%s_job_%s", renewal_or_issuance(job),
-		 strcmp(outcome->status, "Completed") == 0 ? "completed" : "failed");
+	/* The contract names every failure renewal_job_failed, an Issuance's too. */
+	if (strcmp(outcome->status, "Completed") == 0)
+		snprintf(action, sizeof(action), "%s_job_completed", renewal_or_issuance(job));
+	else
+		snprintf(action, sizeof(action), "renewal_job_failed");
 	add_string(details, "certificate_id", job->certificate_id);
+	add_string(details, "job_type", job->type);
 	add_string(details, "issuer_id", job->row ? column(job, COL_ISSUER_ID) : NULL);
 	json_object_object_add(details, "attempt", json_object_new_int64(job->attempts));
 	if (outcome->version != NULL) {

@@ -15,12 +15,17 @@ ALTER TABLE issuers ADD CONSTRAINT issuers_type_check CHECK (type IN ('command')
 -- certctl-import checks a config first and says what is wrong; this is the
 -- backstop for rows written by hand.
 ALTER TABLE issuers DROP CONSTRAINT IF EXISTS issuers_config_check;
-ALTER TABLE issuers ADD CONSTRAINT issuers_config_check CHECK (
+-- COALESCE: a missing key makes the test NULL, which a CHECK would pass.
+ALTER TABLE issuers ADD CONSTRAINT issuers_config_check CHECK (COALESCE(
     jsonb_typeof(config) = 'object'
     AND jsonb_typeof(config->'command') = 'array'
     AND jsonb_array_length(config->'command') > 0
+    AND config->'command'->>0 <> ''
+    AND NOT jsonb_path_exists(config, '$.command[*] ? (@.type() != "string")')
     AND (NOT config ? 'timeout'
-         OR (jsonb_typeof(config->'timeout') = 'number' AND (config->>'timeout')::numeric > 0)));
+         OR (jsonb_typeof(config->'timeout') = 'number'
+             AND (config->>'timeout')::numeric BETWEEN 1 AND 86400
+             AND (config->>'timeout')::numeric = trunc((config->>'timeout')::numeric))), false));
 DROP TRIGGER IF EXISTS issuers_default_name ON issuers;
 CREATE TRIGGER issuers_default_name BEFORE INSERT OR UPDATE ON issuers
     FOR EACH ROW EXECUTE FUNCTION certctl_default_name();

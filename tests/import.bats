@@ -613,7 +613,9 @@ peak_rss_kib() {
 	for line_and_code in \
 		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"timeout":30}}' \
 		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"command":[]}}' \
-		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"command":["a",""]}}' \
+		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"command":["","a"]}}' \
+		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"command":["a",7]}}' \
+		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"command":["a"],"timeout":86401}}' \
 		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"command":["a"],"timeout":0}}' \
 		'78 {"kind":"issuer","id":"iss-x","type":"acme","config":{"command":["a"]}}' \
 		'65 {"kind":"issuer","id":"iss-x","type":"command","config":"lego"}' \
@@ -631,5 +633,11 @@ peak_rss_kib() {
 		expect_contains "$stderr" "line 1"
 	done
 	expect_equal 0 "$(sql "SELECT count(*) FROM issuers")" "issuers"
+	# The schema refuses the same configs written by hand.
+	for config in '{"timeout":30}' '{"command":[]}' '{"command":["","a"]}' '{"command":["a",7]}' \
+		'{"command":["a"],"timeout":1.5}' '{"command":["a"],"timeout":86401}'; do
+		run sql "INSERT INTO issuers (id, type, config) VALUES ('iss-x', 'command', '$config')"
+		expect_status 1 || { echo "config: $config"; return 1; }
+	done
 	expect_equal "$before" "$(sql "SELECT md5(string_agg(m::text, ',' ORDER BY id)) FROM managed_certificates m")"
 }

@@ -304,7 +304,7 @@ exec $LOCAL_CA --ca-cert $PKI/chain.pem --ca-key $PKI/intermediate.key"
 	expect_contains "$(jq -r .error <<<"$output")" 'issuer iss-local: config needs "command"'
 	expect_equal "Failed|1" "$(job_column job-1 "status || '|' || attempts")"
 	expect_equal 0 "$(sql "SELECT count(*) FROM certificate_versions")"
-	expect_equal 1 "$(sql "SELECT count(*) FROM audit_events WHERE action = 'issuance_job_failed'")"
+	expect_equal 1 "$(sql "SELECT count(*) FROM audit_events WHERE action = 'renewal_job_failed' AND details->>'job_type' = 'Issuance'")"
 	expect_equal 1 "$(sql "SELECT count(*) FROM notification_events WHERE type = 'renewal_failure'")"
 }
 
