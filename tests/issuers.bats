@@ -225,3 +225,20 @@ expect_failure_with_pebble_stopped() {
 	expect_equal nobody "$(stat -c %U "$shared/state/uacme")" "owner of the state"
 	expect_equal 700 "$(stat -c %a "$shared/state/uacme")" "mode of the state"
 }
+
+@test "issuers: make install puts the adapters in share/certctl/issuers, and they run from there" {
+	dest="$BATS_TEST_TMPDIR/root"
+	run make -s -C "$TESTS_DIR/.." BUILD="$(dirname "$CERTCTL_BIN")" PREFIX=/usr DESTDIR="$dest" install
+	expect_status 0
+	for adapter in lego certbot uacme uacme-http01; do
+		expect_equal 755 "$(stat -c %a "$dest/usr/share/certctl/issuers/$adapter")" "mode of $adapter"
+	done
+	expect_equal 644 "$(stat -c %a "$dest/usr/share/certctl/issuers/acme.sh")" "mode of acme.sh"
+	CERTCTL_CERT_FILE="$BATS_TEST_TMPDIR/installed.pem"
+	run --separate-stderr env UACME_HTTP01_LISTEN="127.0.0.1:$HTTP_PORT" \
+		"$dest/usr/share/certctl/issuers/uacme" --server "$PEBBLE_URL" --email ops@shop.example \
+		--ca-bundle "$PEBBLE_CA_BUNDLE" -- --hook "$dest/usr/share/certctl/issuers/uacme-http01" </dev/null
+	expect_status 0
+	run openssl verify -CAfile "$PEBBLE_ROOT" -untrusted "$CERTCTL_CERT_FILE" "$CERTCTL_CERT_FILE"
+	expect_status 0
+}
