@@ -242,3 +242,22 @@ expect_failure_with_pebble_stopped() {
 	run openssl verify -CAfile "$PEBBLE_ROOT" -untrusted "$CERTCTL_CERT_FILE" "$CERTCTL_CERT_FILE"
 	expect_status 0
 }
+
+@test "issuers: uacme-http01 answers its tokens on the address given, 404 to others, and stops after the last" {
+	port=$(free_port)
+	export UACME_HTTP01_DIR="$BATS_TEST_TMPDIR/http01" UACME_HTTP01_LISTEN="[::1]:$port"
+	"$ISSUERS/uacme-http01" begin http-01 shop.example tokenA tokenA.thumbprint
+	"$ISSUERS/uacme-http01" begin http-01 www.shop.example tokenB tokenB.thumbprint
+	expect_equal tokenA.thumbprint "$(curl -fsS -g "http://[::1]:$port/.well-known/acme-challenge/tokenA")" "tokenA"
+	expect_equal tokenB.thumbprint "$(curl -fsS -g "http://[::1]:$port/.well-known/acme-challenge/tokenB")" "tokenB"
+	expect_equal 404 "$(curl -s -g -o /dev/null -w '%{http_code}' "http://[::1]:$port/.well-known/acme-challenge/tokenC")" "unknown token"
+	expect_equal 700 "$(stat -c %a "$UACME_HTTP01_DIR")" "mode of its directory"
+	# Other challenge types are declined, so uacme moves on to HTTP-01.
+	run "$ISSUERS/uacme-http01" begin dns-01 shop.example tokenD digest
+	expect_status 1
+	"$ISSUERS/uacme-http01" done http-01 shop.example tokenA tokenA.thumbprint
+	expect_equal 404 "$(curl -s -g -o /dev/null -w '%{http_code}' "http://[::1]:$port/.well-known/acme-challenge/tokenA")" "a finished token"
+	"$ISSUERS/uacme-http01" failed http-01 www.shop.example tokenB tokenB.thumbprint
+	run curl -s -g "http://[::1]:$port/"
+	expect_status 7
+}
