@@ -238,6 +238,9 @@ int db_exit_code_for(PGconn *conn, const PGresult *result)
 		return EXIT_TEMPORARY;
 	if (strcmp(state, "42501") == 0)
 		return EXIT_FORBIDDEN;
+	/* Raised by certctl's own functions for a named object that does not exist. */
+	if (strcmp(state, "P0002") == 0)
+		return EXIT_NOT_FOUND;
 	if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
 		return EXIT_DATA;
 	return EXIT_INTERNAL;

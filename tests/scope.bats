@@ -274,3 +274,55 @@ refused() {
 	[ "$status" -ne 0 ]
 	expect_equal O "$(sql "SELECT tgenabled FROM pg_trigger WHERE tgname = 'audit_events_append_only'")"
 }
+
+# The lifecycle (migration 000006): issuers, CSRs and the submission function.
+awaiting_csr_job() {
+	local cert=$1 agent=$2 job=$3
+	sql "UPDATE managed_certificates SET key_mode = 'agent' WHERE id = '$cert';
+	     INSERT INTO jobs (id, type, status, certificate_id, agent_id)
+	     VALUES ('$job', 'Renewal', 'AwaitingCSR', '$cert', '$agent')" >/dev/null
+}
+
+test_csr() {
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$BATS_TEST_TMPDIR/csr.key" -subj /CN=localhost 2>/dev/null
+}
+
+@test "scope: no agent role reads or writes issuers, or creates Issuance and Renewal jobs" {
+	sql "INSERT INTO issuers (id, type, config) VALUES ('iss-a', 'command', '{\"command\":[\"true\"]}')"
+	before=$(state)
+	for statement in "SELECT count(*) FROM issuers" \
+		"INSERT INTO issuers (id, type, config) VALUES ('iss-b', 'command', '{\"command\":[\"true\"]}')" \
+		"UPDATE issuers SET config = '{\"command\":[\"evil\"]}'" \
+		"UPDATE managed_certificates SET issuer_id = 'iss-a' WHERE id = 'mc-b'" \
+		"INSERT INTO jobs (id, type, status, certificate_id, agent_id) VALUES ('job-x', 'Renewal', 'Pending', 'mc-b', 'agent-b')" \
+		"INSERT INTO jobs (id, type, status, certificate_id) VALUES ('job-y', 'Issuance', 'Pending', 'mc-b')"; do
+		refused "$statement"
+	done
+	expect_equal "$before" "$(state)" "state after the refusals"
+	expect_equal "" "$(sql "SELECT issuer_id FROM managed_certificates WHERE id = 'mc-b'")" "issuer of mc-b"
+	expect_equal '{"command": ["true"]}' "$(sql "SELECT config FROM issuers")" "issuer config"
+}
+
+@test "scope: an agent submits a CSR only for its own AwaitingCSR job, and sees only its own CSRs" {
+	awaiting_csr_job mc-a agent-a job-csr-a
+	awaiting_csr_job mc-b agent-b job-csr-b
+	csr=$(test_csr)
+	fp=$(printf '%064d' 0)
+	# B cannot submit for A's job, nor insert a CSR or move the job by hand.
+	refused "SELECT certctl_submit_csr('job-csr-a', \$\$$csr\$\$, '$fp')"
+	refused "INSERT INTO job_csrs (job_id, certificate_id, agent_id, csr_pem, public_key_sha256) VALUES ('job-csr-b', 'mc-b', 'agent-b', \$\$$csr\$\$, '$fp')"
+	refused "UPDATE jobs SET status = 'Pending', agent_id = NULL WHERE id = 'job-csr-b'"
+	expect_equal "AwaitingCSR|agent-a" "$(sql "SELECT status, agent_id FROM jobs WHERE id = 'job-csr-a'")"
+	# Its own: the job becomes Pending with no agent, for certctl-issue.
+	agent_psql agent-b -c "SELECT certctl_submit_csr('job-csr-b', \$\$$csr\$\$, '$fp')" >/dev/null
+	expect_equal "Pending|" "$(sql "SELECT status, agent_id FROM jobs WHERE id = 'job-csr-b'")"
+	expect_equal "agent-b" "$(sql "SELECT agent_id FROM job_csrs WHERE job_id = 'job-csr-b'")"
+	# Once Pending, a second submission is refused; A sees none of B's CSRs.
+	refused "SELECT certctl_submit_csr('job-csr-b', \$\$$csr\$\$, '$fp')"
+	expect_equal 0 "$(agent_psql agent-a -c "SELECT count(*) FROM job_csrs")" "B's CSRs seen by A"
+	expect_equal 1 "$(agent_psql agent-b -c "SELECT count(*) FROM job_csrs")" "B's own CSRs"
+	# An operator's login is no agent: it cannot submit either.
+	run --separate-stderr psql -XAt -v ON_ERROR_STOP=1 -c "SELECT certctl_submit_csr('job-csr-a', 'x', '$fp')"
+	expect_status 1
+}
