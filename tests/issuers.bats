@@ -261,3 +261,16 @@ expect_failure_with_pebble_stopped() {
 	run curl -s -g "http://[::1]:$port/"
 	expect_status 7
 }
+
+@test "issuers: uacme-http01's responder stops by itself when uacme is gone without a done" {
+	port=$(free_port)
+	export UACME_HTTP01_DIR="$BATS_TEST_TMPDIR/http01" UACME_HTTP01_LISTEN="127.0.0.1:$port"
+	# sh stands in for uacme: it runs the hook, then dies without calling "done".
+	sh -c '"$0" begin http-01 shop.example tokenA tokenA.thumbprint; exit 0' "$ISSUERS/uacme-http01"
+	for _ in $(seq 1 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 0
+		sleep 0.1
+	done
+	echo "the responder still listens on $port"
+	return 1
+}
