@@ -1,6 +1,8 @@
 #include <string.h>
+#include <strings.h>
 
 #include "agentkey.h"
+#include "csrmake.h"
 #include "db.h"
 #include "exitcode.h"
 #include "inventory.h"
@@ -40,11 +42,33 @@ static const char upsert_target_sql[] =
 	" config = COALESCE($5::jsonb, deployment_targets.config), updated_at = now()"
 	" RETURNING (xmax = 0)";
 
+/* $4 the names (a JSON array, common name first), $8 renew_before in seconds. */
 static const char upsert_certificate_sql[] =
-	"INSERT INTO managed_certificates (id, name, common_name) VALUES ($1, $2, $3)"
-	" ON CONFLICT (id) DO UPDATE SET name = COALESCE($2, managed_certificates.name),"
-	" common_name = COALESCE($3, managed_certificates.common_name), updated_at = now()"
+	"INSERT INTO managed_certificates AS m (id, name, common_name, sans, key_type, key_mode,"
+	"  issuer_id, renew_before, auto_renew)"
+	" VALUES ($1, $2, COALESCE($3, $4::jsonb->>0),"
+	"  COALESCE(ARRAY(SELECT jsonb_array_elements_text($4::jsonb)), '{}'),"
+	"  COALESCE($5, 'ecdsa-p256'), COALESCE($6, 'central'), $7,"
+	"  justify_hours($8::bigint * interval '1 second'), COALESCE($9::boolean, true))"
+	" ON CONFLICT (id) DO UPDATE SET name = COALESCE($2, m.name),"
+	" common_name = COALESCE($3, $4::jsonb->>0, m.common_name),"
+	" sans = CASE WHEN $4::jsonb IS NULL THEN m.sans"
+	"        ELSE ARRAY(SELECT jsonb_array_elements_text($4::jsonb)) END,"
+	" key_type = COALESCE($5, m.key_type), key_mode = COALESCE($6, m.key_mode),"
+	" issuer_id = COALESCE($7, m.issuer_id),"
+	" renew_before = COALESCE(justify_hours($8::bigint * interval '1 second'), m.renew_before),"
+	" auto_renew = COALESCE($9::boolean, m.auto_renew), updated_at = now()"
 	" RETURNING (xmax = 0)";
+
+static const char issuer_exists_sql[] = "SELECT 1 FROM issuers WHERE id = $1";
+
+static const char upsert_issuer_sql[] =
+	"INSERT INTO issuers (id, name, type, config) VALUES ($1, $2, $3, $4::jsonb)"
+	" ON CONFLICT (id) DO UPDATE SET name = COALESCE($2, issuers.name), type = EXCLUDED.type,"
+	" config = EXCLUDED.config, updated_at = now()"
+	" RETURNING (xmax = 0)";
+
+#define ISSUER_TIMEOUT_MAX 86400 /* a day: longer is a stuck issuer, not a slow one */
 
 /* One row per listed target: is it unknown, is it retired. */
 static const char listed_targets_sql[] =
@@ -103,6 +127,120 @@ static bool kind_is(const struct inventory_item *item, const char *kind)
 	return strcmp(item->kind, kind) == 0;
 }
 
+void inventory_item_release(struct inventory_item *item)
+{
+	json_object_put(item->owned);
+	item->owned = NULL;
+}
+
+/* {"type":"command","config":{"command":[argv…],"timeout":SECONDS}} */
+static int parse_issuer(json_object *line, struct inventory_item *item, struct error *err)
+{
+	json_object *config, *command, *timeout;
+	size_t count;
+
+	if (required_string(line, "type", &item->type, err) != 0)
+		return err->code;
+	if (strcmp(item->type, "command") != 0)
+		return error_set(err, EXIT_CONFIG, "unknown issuer type \"%s\" (command)", item->type);
+	if (!json_object_object_get_ex(line, "config", &config) ||
+	    !json_object_is_type(config, json_type_object))
+		return error_set(err, EXIT_DATA, "\"config\" must be a JSON object");
+	if (!json_object_object_get_ex(config, "command", &command) ||
+	    !json_object_is_type(command, json_type_array) ||
+	    (count = json_object_array_length(command)) == 0)
+		return error_set(err, EXIT_CONFIG, "issuer config needs \"command\": [program, arguments…]");
+	for (size_t i = 0; i < count; i++) {
+		json_object *word = json_object_array_get_idx(command, i);
+
+		if (!json_object_is_type(word, json_type_string) || json_object_get_string_len(word) == 0)
+			return error_set(err, EXIT_CONFIG, "issuer \"command\" must hold non-empty strings");
+	}
+	if (json_object_object_get_ex(config, "timeout", &timeout) &&
+	    (!json_object_is_type(timeout, json_type_int) || json_object_get_int64(timeout) < 1 ||
+	     json_object_get_int64(timeout) > ISSUER_TIMEOUT_MAX))
+		return error_set(err, EXIT_CONFIG, "issuer \"timeout\" must be whole seconds, 1 to %d",
+				 ISSUER_TIMEOUT_MAX);
+	item->config_json = json_object_to_json_string_ext(config, JSON_C_TO_STRING_PLAIN);
+	return 0;
+}
+
+static bool optional_field(json_object *line, const char *key, json_object **field)
+{
+	return json_object_object_get_ex(line, key, field) && *field != NULL;
+}
+
+/*
+ * sans checked name by name; the common name, when the line has one, first
+ * (added, or moved to the front).
+ */
+static int parse_sans(json_object *sans, struct inventory_item *item, struct error *err)
+{
+	json_object *ordered;
+	size_t count;
+
+	if (!json_object_is_type(sans, json_type_array))
+		return error_set(err, EXIT_DATA, "\"sans\" must be an array of names");
+	count = json_object_array_length(sans);
+	for (size_t i = 0; i < count; i++) {
+		json_object *name = json_object_array_get_idx(sans, i);
+
+		if (!json_object_is_type(name, json_type_string))
+			return error_set(err, EXIT_DATA, "\"sans\" must be an array of names");
+		if (!san_is_valid(json_object_get_string(name)))
+			return error_set(err, EXIT_DATA, "\"%s\" in \"sans\" is neither a DNS name nor an IP address",
+					 json_object_get_string(name));
+	}
+	if (item->common_name != NULL && !san_is_valid(item->common_name))
+		return error_set(err, EXIT_DATA, "common name \"%s\" is neither a DNS name nor an IP address",
+				 item->common_name);
+	item->owned = ordered = json_object_new_array();
+	if (item->common_name != NULL)
+		json_object_array_add(ordered, json_object_new_string(item->common_name));
+	for (size_t i = 0; i < count; i++) {
+		const char *name = json_object_get_string(json_object_array_get_idx(sans, i));
+
+		if (item->common_name == NULL || strcasecmp(name, item->common_name) != 0)
+			json_object_array_add(ordered, json_object_new_string(name));
+	}
+	item->sans_json = json_object_to_json_string_ext(ordered, JSON_C_TO_STRING_PLAIN);
+	return 0;
+}
+
+/* sans, key_type, key_mode, issuer_id, renew_before (seconds), auto_renew. */
+static int parse_certificate_lifecycle(json_object *line, struct inventory_item *item,
+				       struct error *err)
+{
+	json_object *field;
+
+	if (optional_field(line, "sans", &field) && parse_sans(field, item, err) != 0)
+		return err->code;
+	if (optional_string(line, "key_type", &item->key_type, err) != 0 ||
+	    optional_string(line, "key_mode", &item->key_mode, err) != 0 ||
+	    optional_string(line, "issuer_id", &item->issuer_id, err) != 0)
+		return err->code;
+	if (item->key_type != NULL && !key_type_is_known(item->key_type))
+		return error_set(err, EXIT_CONFIG,
+				 "unknown key_type \"%s\" (ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072)",
+				 item->key_type);
+	if (item->key_mode != NULL && strcmp(item->key_mode, "central") != 0 &&
+	    strcmp(item->key_mode, "agent") != 0)
+		return error_set(err, EXIT_CONFIG, "unknown key_mode \"%s\" (central or agent)", item->key_mode);
+	if (item->issuer_id != NULL && item->issuer_id[0] == '\0')
+		return error_set(err, EXIT_DATA, "\"issuer_id\" must not be empty");
+	if (optional_field(line, "renew_before", &field)) {
+		if (!json_object_is_type(field, json_type_int) || json_object_get_int64(field) < 1)
+			return error_set(err, EXIT_DATA, "\"renew_before\" must be whole seconds, at least 1");
+		item->renew_before = json_object_get_string(field);
+	}
+	if (optional_field(line, "auto_renew", &field)) {
+		if (!json_object_is_type(field, json_type_boolean))
+			return error_set(err, EXIT_DATA, "\"auto_renew\" must be true or false");
+		item->auto_renew = json_object_get_boolean(field) ? "true" : "false";
+	}
+	return 0;
+}
+
 int inventory_line_parse(json_object *line, struct inventory_item *item, struct error *err)
 {
 	json_object *field;
@@ -111,8 +249,10 @@ int inventory_line_parse(json_object *line, struct inventory_item *item, struct 
 	if (required_string(line, "kind", &item->kind, err) != 0 ||
 	    required_string(line, "id", &item->id, err) != 0)
 		return err->code;
-	if (!kind_is(item, "agent") && !kind_is(item, "target") && !kind_is(item, "certificate"))
-		return error_set(err, EXIT_DATA, "unknown kind \"%s\" (agent, target or certificate)", item->kind);
+	if (!kind_is(item, "agent") && !kind_is(item, "target") && !kind_is(item, "certificate") &&
+	    !kind_is(item, "issuer"))
+		return error_set(err, EXIT_DATA, "unknown kind \"%s\" (agent, target, issuer or certificate)",
+				 item->kind);
 	if (optional_string(line, "name", &item->name, err) != 0)
 		goto bad;
 	if (kind_is(item, "agent")) {
@@ -134,8 +274,12 @@ int inventory_line_parse(json_object *line, struct inventory_item *item, struct 
 			}
 			item->config_json = json_object_to_json_string_ext(field, JSON_C_TO_STRING_PLAIN);
 		}
+	} else if (kind_is(item, "issuer")) {
+		if (parse_issuer(line, item, err) != 0)
+			goto bad;
 	} else if (kind_is(item, "certificate")) {
-		if (optional_string(line, "common_name", &item->common_name, err) != 0)
+		if (optional_string(line, "common_name", &item->common_name, err) != 0 ||
+		    parse_certificate_lifecycle(line, item, err) != 0)
 			goto bad;
 		if (json_object_object_get_ex(line, "targets", &field) && field != NULL) {
 			bool all_strings = json_object_is_type(field, json_type_array);
@@ -206,15 +350,39 @@ static int check_listed_targets(PGconn *conn, const char *targets_json, struct e
 	return code;
 }
 
+static int check_issuer_exists(PGconn *conn, const char *issuer_id, struct error *err)
+{
+	PGresult *result = db_query(conn, issuer_exists_sql, 1, &issuer_id, err);
+	int found;
+
+	if (result == NULL)
+		return err->code;
+	found = PQntuples(result);
+	PQclear(result);
+	return found ? 0 : error_set(err, EXIT_NOT_FOUND, "issuer %s: no such issuer", issuer_id);
+}
+
+static int store_issuer(PGconn *conn, const struct inventory_item *item, int *inserted,
+			struct error *err)
+{
+	const char *params[4] = { item->id, item->name, item->type, item->config_json };
+
+	return upsert(conn, upsert_issuer_sql, 4, params, inserted, err);
+}
+
 static int store_certificate(PGconn *conn, const struct inventory_item *item, int *inserted,
 			     struct error *err)
 {
-	const char *params[3] = { item->id, item->name, item->common_name };
+	const char *params[9] = { item->id, item->name, item->common_name, item->sans_json,
+				  item->key_type, item->key_mode, item->issuer_id,
+				  item->renew_before, item->auto_renew };
 	int code;
 
 	if (item->targets_json != NULL && (code = check_listed_targets(conn, item->targets_json, err)) != 0)
 		return code;
-	if ((code = upsert(conn, upsert_certificate_sql, 3, params, inserted, err)) != 0)
+	if (item->issuer_id != NULL && (code = check_issuer_exists(conn, item->issuer_id, err)) != 0)
+		return code;
+	if ((code = upsert(conn, upsert_certificate_sql, 9, params, inserted, err)) != 0)
 		return code;
 	if (item->targets_json != NULL) {
 		const char *mapping_params[2] = { item->id, item->targets_json };
@@ -233,16 +401,23 @@ static int import_line(PGconn *conn, json_object *line, FILE *output, struct err
 	json_object *report;
 	int inserted = 0, code;
 
-	if ((code = inventory_line_parse(line, &item, err)) != 0)
+	if ((code = inventory_line_parse(line, &item, err)) != 0) {
+		inventory_item_release(&item);
 		return code;
-	if ((code = db_begin(conn, err)) != 0)
+	}
+	if ((code = db_begin(conn, err)) != 0) {
+		inventory_item_release(&item);
 		return code;
+	}
 	if (kind_is(&item, "agent"))
 		code = store_agent(conn, &item, &inserted, err);
 	else if (kind_is(&item, "target"))
 		code = store_target(conn, &item, &inserted, err);
+	else if (kind_is(&item, "issuer"))
+		code = store_issuer(conn, &item, &inserted, err);
 	else
 		code = store_certificate(conn, &item, &inserted, err);
+	inventory_item_release(&item);
 	if (code == 0)
 		code = db_commit(conn, err);
 	else

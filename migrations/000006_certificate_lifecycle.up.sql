@@ -36,6 +36,10 @@ ALTER TABLE managed_certificates ADD COLUMN IF NOT EXISTS auto_renew BOOLEAN NOT
 -- finds the few due certificates by index instead of reading every version.
 ALTER TABLE managed_certificates ADD COLUMN IF NOT EXISTS renewal_due_at TIMESTAMPTZ NOT NULL
     DEFAULT '-infinity';
+-- The current (newest) version and when it has one sixth of its lifetime
+-- left (the expiry warning), kept by the same triggers, for the same reason.
+ALTER TABLE managed_certificates ADD COLUMN IF NOT EXISTS current_version_id TEXT;
+ALTER TABLE managed_certificates ADD COLUMN IF NOT EXISTS expiry_warning_at TIMESTAMPTZ;
 ALTER TABLE managed_certificates DROP CONSTRAINT IF EXISTS managed_certificates_key_type_check;
 ALTER TABLE managed_certificates ADD CONSTRAINT managed_certificates_key_type_check
     CHECK (key_type IN ('ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072'));
@@ -50,6 +54,8 @@ ALTER TABLE managed_certificates ADD CONSTRAINT managed_certificates_issuer_id_f
     FOREIGN KEY (issuer_id) REFERENCES issuers(id) ON DELETE RESTRICT;
 CREATE INDEX IF NOT EXISTS managed_certificates_renewal_due_idx ON managed_certificates (renewal_due_at)
     WHERE auto_renew AND issuer_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS managed_certificates_expiry_warning_idx
+    ON managed_certificates (expiry_warning_at);
 
 -- A stable per-certificate fraction in [0, 0.02): md5, unlike hashtext, is
 -- the same on every PostgreSQL version and machine.
@@ -79,12 +85,23 @@ $$ SELECT COALESCE((SELECT certctl_renewal_due_at(v.certificate_id, v.not_before
                      ORDER BY v.created_at DESC, v.id DESC LIMIT 1),
                    '-infinity') $$;
 
+-- Brings a certificate's current version, due point and warning point up
+-- to date with its newest version.
+CREATE OR REPLACE FUNCTION certctl_refresh_current_version(certificate_id text) RETURNS void
+LANGUAGE sql AS
+$$ UPDATE managed_certificates m
+      SET renewal_due_at = certctl_certificate_renewal_due_at(m.id, m.renew_before),
+          (current_version_id, expiry_warning_at) =
+          (SELECT v.id, to_timestamp(extract(epoch FROM v.not_after)
+                                     - extract(epoch FROM v.not_after - v.not_before) / 6)
+             FROM certificate_versions v WHERE v.certificate_id = m.id
+            ORDER BY v.created_at DESC, v.id DESC LIMIT 1)
+    WHERE m.id = $1 $$;
+
 CREATE OR REPLACE FUNCTION certctl_version_renewal_due() RETURNS trigger
 LANGUAGE plpgsql AS
 $$ BEGIN
-    UPDATE managed_certificates m
-       SET renewal_due_at = certctl_certificate_renewal_due_at(m.id, m.renew_before)
-     WHERE m.id = NEW.certificate_id;
+    PERFORM certctl_refresh_current_version(NEW.certificate_id);
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS certificate_versions_renewal_due ON certificate_versions;
@@ -101,12 +118,18 @@ DROP TRIGGER IF EXISTS managed_certificates_renewal_due ON managed_certificates;
 CREATE TRIGGER managed_certificates_renewal_due BEFORE UPDATE OF renew_before ON managed_certificates
     FOR EACH ROW EXECUTE FUNCTION certctl_certificate_renewal_due();
 
-UPDATE managed_certificates SET renewal_due_at = certctl_certificate_renewal_due_at(id, renew_before);
+SELECT certctl_refresh_current_version(id) FROM managed_certificates;
 
 -- At most one unfinished Issuance or Renewal per certificate.
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_unfinished_issuance_idx ON jobs (certificate_id)
     WHERE type IN ('Issuance', 'Renewal')
       AND status IN ('Pending', 'AwaitingCSR', 'AwaitingApproval', 'Running');
+
+-- An agent's follower (certctl-claim --agent --follow) is woken for a job
+-- awaiting its CSR as for a Pending one.
+DROP TRIGGER IF EXISTS jobs_notify ON jobs;
+CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE OF status, scheduled_at ON jobs
+    FOR EACH ROW WHEN (NEW.status IN ('Pending', 'AwaitingCSR')) EXECUTE FUNCTION certctl_jobs_notify();
 
 -- Expiry warnings once per version and kind.
 ALTER TABLE notification_events ADD COLUMN IF NOT EXISTS version_id TEXT
@@ -206,14 +229,15 @@ END $$;
 REVOKE ALL ON issuers, job_csrs FROM PUBLIC;
 REVOKE ALL ON FUNCTION certctl_renewal_jitter(text),
     certctl_renewal_due_at(text, timestamptz, timestamptz, interval),
-    certctl_certificate_renewal_due_at(text, interval), certctl_version_renewal_due(),
-    certctl_certificate_renewal_due(), certctl_submit_csr(text, text, text) FROM PUBLIC;
+    certctl_certificate_renewal_due_at(text, interval), certctl_refresh_current_version(text),
+    certctl_version_renewal_due(), certctl_certificate_renewal_due(),
+    certctl_submit_csr(text, text, text) FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE ON issuers TO certctl_operator;
 GRANT SELECT ON job_csrs TO certctl_operator, certctl_agent;
 GRANT EXECUTE ON FUNCTION certctl_renewal_jitter(text),
     certctl_renewal_due_at(text, timestamptz, timestamptz, interval),
-    certctl_certificate_renewal_due_at(text, interval), certctl_version_renewal_due(),
-    certctl_certificate_renewal_due() TO certctl_operator;
+    certctl_certificate_renewal_due_at(text, interval), certctl_refresh_current_version(text),
+    certctl_version_renewal_due(), certctl_certificate_renewal_due() TO certctl_operator;
 GRANT EXECUTE ON FUNCTION certctl_submit_csr(text, text, text) TO certctl_agent;
 
 ALTER TABLE issuers ENABLE ROW LEVEL SECURITY;

@@ -160,11 +160,13 @@ now_ms() {
 	add_target target-b agent-b
 	add_certificate mc-a target-a
 	add_certificate mc-b target-b
+	add_certificate mc-b2 target-b
 	add_job job-a1 Deployment Pending agent-a target-a mc-a
 	add_job job-a2 Deployment Pending agent-a target-a mc-a
 	add_job job-csr Issuance AwaitingCSR '' '' mc-a
 	add_job job-b1 Renewal Pending agent-b target-b mc-b
-	add_job job-b-csr Issuance AwaitingCSR agent-b '' mc-b
+	# One unfinished renewal per certificate: the second is for another one.
+	add_job job-b-csr Issuance AwaitingCSR agent-b '' mc-b2
 	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a --limit 10 --worker agent-a-host
 	expect_status 0
 	expect_equal "job-a1,job-a2,job-csr" "$(claimed_ids)" "agent-a's jobs"
@@ -183,10 +185,11 @@ now_ms() {
 	add_agent agent-a
 	add_target target-a agent-a
 	add_certificate mc-a target-a
+	add_certificate mc-a2 target-a
 	add_job job-a1 Deployment Pending agent-a target-a mc-a
 	add_job job-a2 Deployment Pending '' target-a mc-a
 	add_job job-csr1 Issuance AwaitingCSR '' '' mc-a
-	add_job job-csr2 Issuance AwaitingCSR agent-a '' mc-a
+	add_job job-csr2 Issuance AwaitingCSR agent-a '' mc-a2
 	run --separate-stderr as_agent agent-a certctl-claim --agent agent-a --limit 1
 	expect_status 0
 	expect_equal "job-a1,job-csr1" "$(claimed_ids)"

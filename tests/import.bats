@@ -590,3 +590,46 @@ peak_rss_kib() {
 	expect_contains "$stderr" "agent agent-web01"
 	expect_equal 0 "$(sql "SELECT count(*) FROM agents WHERE id = 'agent-web01'")"
 }
+
+# --- issuers and lifecycle fields ------------------------------------------
+
+@test "import: issuer lines and the certificate's lifecycle fields, common name first among the names" {
+	run --separate-stderr certctl-import <<-'EOF'
+	{"kind":"issuer","id":"iss-le","name":"Let's Encrypt","type":"command","config":{"command":["lego-adapter","--server","https://acme.example/dir"],"timeout":120}}
+	{"kind":"certificate","id":"mc-shop","common_name":"shop.example","sans":["www.shop.example","SHOP.example","192.0.2.7","2001:db8::1"],"key_type":"rsa-3072","key_mode":"agent","issuer_id":"iss-le","renew_before":864000,"auto_renew":false}
+	EOF
+	expect_status 0
+	expect_equal '120|lego-adapter' "$(sql "SELECT config->>'timeout', config->'command'->>0 FROM issuers WHERE id = 'iss-le'")"
+	expect_equal '{shop.example,www.shop.example,192.0.2.7,2001:db8::1}|rsa-3072|agent|iss-le|10 days|f' \
+		"$(sql "SELECT sans, key_type, key_mode, issuer_id, renew_before, auto_renew FROM managed_certificates WHERE id = 'mc-shop'")"
+	# Absent fields keep what is stored; sans alone give the common name.
+	printf '%s\n' '{"kind":"certificate","id":"mc-shop","name":"Shop"}' '{"kind":"certificate","id":"mc-api","sans":["api.example"]}' | certctl-import >/dev/null
+	expect_equal 'rsa-3072|agent|iss-le' "$(sql "SELECT key_type, key_mode, issuer_id FROM managed_certificates WHERE id = 'mc-shop'")"
+	expect_equal 'api.example|ecdsa-p256|central|t' "$(sql "SELECT common_name, key_type, key_mode, auto_renew FROM managed_certificates WHERE id = 'mc-api'")"
+}
+
+@test "import: bad issuer and lifecycle fields are refused with the contract's codes, nothing stored" {
+	before=$(sql "SELECT md5(string_agg(m::text, ',' ORDER BY id)) FROM managed_certificates m")
+	for line_and_code in \
+		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"timeout":30}}' \
+		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"command":[]}}' \
+		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"command":["a",""]}}' \
+		'78 {"kind":"issuer","id":"iss-x","type":"command","config":{"command":["a"],"timeout":0}}' \
+		'78 {"kind":"issuer","id":"iss-x","type":"acme","config":{"command":["a"]}}' \
+		'65 {"kind":"issuer","id":"iss-x","type":"command","config":"lego"}' \
+		'78 {"kind":"certificate","id":"mc-x","key_type":"ed25519"}' \
+		'78 {"kind":"certificate","id":"mc-x","key_mode":"remote"}' \
+		'65 {"kind":"certificate","id":"mc-x","sans":["shop.example","shop example"]}' \
+		'65 {"kind":"certificate","id":"mc-x","sans":["-bad.example"]}' \
+		'65 {"kind":"certificate","id":"mc-x","sans":"shop.example"}' \
+		'65 {"kind":"certificate","id":"mc-x","renew_before":"10d"}' \
+		'65 {"kind":"certificate","id":"mc-x","renew_before":0}' \
+		'65 {"kind":"certificate","id":"mc-x","auto_renew":"yes"}' \
+		'66 {"kind":"certificate","id":"mc-x","issuer_id":"iss-none"}'; do
+		run --separate-stderr certctl-import <<<"${line_and_code#* }"
+		expect_status "${line_and_code%% *}" || { echo "line: ${line_and_code#* }"; return 1; }
+		expect_contains "$stderr" "line 1"
+	done
+	expect_equal 0 "$(sql "SELECT count(*) FROM issuers")" "issuers"
+	expect_equal "$before" "$(sql "SELECT md5(string_agg(m::text, ',' ORDER BY id)) FROM managed_certificates m")"
+}

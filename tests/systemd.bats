@@ -16,7 +16,8 @@ setup() {
 	cp -a /usr/lib/systemd/system "$ROOT/usr/lib/systemd/"
 	cp "$UNITS_DIR"/*.service "$UNITS_DIR"/*.timer "$ROOT/etc/systemd/system/"
 	cp /bin/bash "$ROOT/bin/bash"
-	for command in certctl-heartbeat certctl-claim certctl-deploy; do
+	for command in "$TESTS_DIR"/../cmd/certctl-*; do
+		command=${command##*/}
 		printf '#!/bin/sh\nexit 0\n' > "$ROOT/usr/local/bin/$command"
 		chmod 0755 "$ROOT/usr/local/bin/$command"
 	done
@@ -206,4 +207,13 @@ STUB
 	run grep -E '^(Environment|LoadCredential).*(CERTCTL_KEY_FILE|/etc/certctl/key)' \
 		"$UNITS_DIR/certctl-agent@.service" "$UNITS_DIR/certctl-heartbeat@.service"
 	expect_status 1
+}
+
+@test "systemd: the control host renews hourly, at a random minute, catching up after downtime" {
+	verify_unit certctl-renew.service
+	verify_unit certctl-renew.timer
+	unit_line certctl-renew.service 'ExecStart=/usr/local/bin/certctl-renew'
+	unit_line certctl-renew.timer OnCalendar=hourly
+	unit_line certctl-renew.timer RandomizedDelaySec=45min
+	unit_line certctl-renew.timer Persistent=yes
 }

@@ -26,3 +26,8 @@ load helpers
 	run "$CERTCTL_UNIT/test_agentkey" "$BATS_TEST_TMPDIR"
 	expect_status 0
 }
+
+@test "unit: SAN names, the four key types and a CSR with its common name and SANs" {
+	run "$CERTCTL_UNIT/test_csrmake"
+	expect_status 0
+}
