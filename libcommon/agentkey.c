@@ -130,21 +130,6 @@ int agent_key_load(const char *path, struct agent_keypair *pair, struct error *e
 	return code;
 }
 
-/* write(2) until done; 0 or -1 with errno. */
-static int write_all(int fd, const char *bytes, size_t length)
-{
-	while (length > 0) {
-		ssize_t written = write(fd, bytes, length);
-		if (written < 0 && errno == EINTR)
-			continue;
-		if (written <= 0)
-			return -1;
-		bytes += written;
-		length -= (size_t)written;
-	}
-	return 0;
-}
-
 /* So that the new name survives a crash, not just the file's bytes. */
 static int directory_sync(const char *path)
 {
@@ -201,7 +186,7 @@ int agent_key_create(const char *path, struct agent_keypair *pair, bool *created
 			  BASE64_VARIANT);
 	text[KEY_FILE_TEXT_LENGTH] = '\n';
 	/* The umask may have taken bits the owner needs; 0600 exactly. */
-	if (fchmod(fd, 0600) != 0 || write_all(fd, text, KEY_FILE_TEXT_LENGTH + 1) != 0 ||
+	if (fchmod(fd, 0600) != 0 || fd_write_all(fd, text, KEY_FILE_TEXT_LENGTH + 1) != 0 ||
 	    fsync(fd) != 0) {
 		saved_errno = errno;
 		code = error_set(err, EXIT_CANT_CREATE, "agent key file %s: %s; removed", path,

@@ -18,6 +18,7 @@
 #include "applier.h"
 #include "atomic.h"
 #include "exitcode.h"
+#include "fileio.h"
 #include "runcmd.h"
 #include "signals.h"
 
@@ -415,20 +416,6 @@ static int resolve_ownership(const struct deploy_file *file, struct file_state *
 	return lookup_owner(file, &owner->uid, &owner->gid, err);
 }
 
-static int write_all(int fd, const unsigned char *bytes, size_t length)
-{
-	while (length > 0) {
-		ssize_t wrote = write(fd, bytes, length);
-		if (wrote < 0 && errno == EINTR)
-			continue;
-		if (wrote <= 0)
-			return -1;
-		bytes += wrote;
-		length -= (size_t)wrote;
-	}
-	return 0;
-}
-
 /*
  * Creates name in dir_fd (0600 before any byte lands) holding bytes with
  * owner's owner, group and mode, fsynced. On failure removes it and returns
@@ -444,7 +431,7 @@ static int write_temp(int dir_fd, const char *name, const unsigned char *bytes, 
 	if (fd < 0)
 		return -1;
 	*step = "write";
-	if (write_all(fd, bytes, length) != 0)
+	if (fd_write_all(fd, bytes, length) != 0)
 		goto fail;
 	/* chown before chmod: chown clears set-id bits. */
 	*step = "chown";
@@ -678,8 +665,12 @@ static int local_back_up(void *context, struct error *err)
 		if (!state->existed)
 			continue;
 		for (int tries = 0; tries < 1000; tries++) {
-			snprintf(state->backup, sizeof(state->backup), "%s" ATOMIC_BACKUP_INFIX "%019lld",
-				 state->base, stamp + tries);
+			/* The name, then the suffix: one snprintf of both, gcc -O0 takes the two members for one object (-Wrestrict). */
+			size_t length = strnlen(state->base, sizeof(state->backup) - 1);
+
+			memcpy(state->backup, state->base, length);
+			snprintf(state->backup + length, sizeof(state->backup) - length,
+				 ATOMIC_BACKUP_INFIX "%019lld", stamp + tries);
 			if ((result = back_up_file(&plan->files[i], state)) == 0 || errno != EEXIST)
 				break;
 		}

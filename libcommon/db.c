@@ -238,6 +238,12 @@ int db_exit_code_for(PGconn *conn, const PGresult *result)
 		return EXIT_TEMPORARY;
 	if (strcmp(state, "42501") == 0)
 		return EXIT_FORBIDDEN;
+	/*
+	 * Raised by certctl's own functions for an object no longer in the state
+	 * asked for (a job that stopped awaiting its CSR): it moved on meanwhile.
+	 */
+	if (strcmp(state, "55000") == 0)
+		return EXIT_TEMPORARY;
 	/* Raised by certctl's own functions for a named object that does not exist. */
 	if (strcmp(state, "P0002") == 0)
 		return EXIT_NOT_FOUND;

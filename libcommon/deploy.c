@@ -13,6 +13,7 @@
 #include "atomic.h"
 #include "audit.h"
 #include "claim.h"
+#include "csrmake.h"
 #include "db.h"
 #include "deploy.h"
 #include "deployplan.h"
@@ -20,6 +21,7 @@
 #include "exitcode.h"
 #include "jobs.h"
 #include "jsonl.h"
+#include "keystore.h"
 #include "log.h"
 #include "runcmd.h"
 #include "scope.h"
@@ -58,6 +60,7 @@ struct job {
 	const char *certificate_id;
 	const char *agent_id;
 	char *version_id;
+	char stored_key[SHA256_HEX_SIZE];   /* the key came from the key store: its public key's digest */
 };
 
 struct verification {
@@ -67,25 +70,36 @@ struct verification {
 	char error[ERROR_MESSAGE_MAX];
 };
 
-/* Everything a run shares: the agent's key pair is read once, on first need. */
+/* Everything a run shares: the agent's key pair and key store are opened once, on first need. */
 struct run {
 	PGconn *conn;
 	const struct deploy_options *options;
 	FILE *output;
 	struct agent_keypair agent_key;
 	bool key_loaded;
+	struct key_store key_store;
+	bool key_store_opened;
 };
 
-/* The fingerprint of the first certificate in pem; false when it does not parse. */
-static bool leaf_fingerprint(const char *pem, char hex[SHA256_HEX_SIZE])
+/*
+ * The fingerprint of the first certificate in pem, or (public_key) the
+ * digest of its public key; false when it does not parse.
+ */
+static bool leaf_digest(const char *pem, bool public_key, char hex[SHA256_HEX_SIZE])
 {
 	BIO *bio = BIO_new_mem_buf(pem, -1);
 	X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-	bool ok = cert != NULL && certificate_fingerprint(cert, hex) == 0;
+	bool ok = cert != NULL && (public_key ? public_key_sha256(X509_get0_pubkey(cert), hex)
+					      : certificate_fingerprint(cert, hex)) == 0;
 
 	X509_free(cert);
 	BIO_free(bio);
 	return ok;
+}
+
+static bool leaf_fingerprint(const char *pem, char hex[SHA256_HEX_SIZE])
+{
+	return leaf_digest(pem, false, hex);
 }
 
 static void verify_deployment(const struct run *run, const struct deploy_plan *plan,
@@ -245,11 +259,40 @@ static const char *text_or_null(const PGresult *result, int column)
 }
 
 /*
+ * A version with no key sealed to this agent: the key this agent made itself
+ * (key_mode agent), found in its key store by the leaf's public key.
+ */
+static int open_stored_key(struct run *run, struct job *job, const PGresult *version,
+			   unsigned char **key, size_t *key_length, struct error *err)
+{
+	char hash[SHA256_HEX_SIZE], *pem;
+	int code;
+
+	if (!leaf_digest(PQgetvalue(version, 0, 1), true, hash))
+		return error_set(err, EXIT_DATA, "%s: version %s: the certificate does not parse",
+				 job->certificate_id, job->version_id);
+	if (!run->key_store_opened) {
+		if ((code = key_store_open(NULL, false, &run->key_store, err)) != 0)
+			return code;
+		run->key_store_opened = true;
+	}
+	code = key_store_find(&run->key_store, job->certificate_id, hash, &pem, key_length, err);
+	if (code == EXIT_NOT_FOUND)
+		return error_set(err, EXIT_NOT_FOUND, "no key sealed for agent %s (version %s of %s), and %s",
+				 job->agent_id, job->version_id, job->certificate_id, err->message);
+	if (code != 0)
+		return code;
+	*key = (unsigned char *)pem;
+	memcpy(job->stored_key, hash, sizeof(hash));
+	return 0;
+}
+
+/*
  * Opens the version's key as sealed to this job's agent, and checks it is
  * bound to this version, this agent and the leaf it is deployed with: a
  * sealed row copied to another version or agent is refused.
  */
-static int open_version_key(const struct run *run, const struct job *job, const PGresult *version,
+static int open_version_key(struct run *run, struct job *job, const PGresult *version,
 			    unsigned char **key, size_t *key_length, struct error *err)
 {
 	struct version_key_binding binding = { job->version_id, job->agent_id, NULL };
@@ -259,8 +302,7 @@ static int open_version_key(const struct run *run, const struct job *job, const 
 	int code;
 
 	if (PQgetisnull(version, 0, 3))
-		return error_set(err, EXIT_NOT_FOUND, "no key sealed for agent %s (version %s of %s)",
-				 job->agent_id, job->version_id, job->certificate_id);
+		return open_stored_key(run, job, version, key, key_length, err);
 	if (!leaf_fingerprint(PQgetvalue(version, 0, 1), fingerprint))
 		return error_set(err, EXIT_DATA, "%s: version %s: the certificate does not parse",
 				 job->certificate_id, job->version_id);
@@ -440,6 +482,13 @@ static int deploy_one(struct run *run, struct job *job, const PGresult *row)
 	}
 	if (!completed)
 		log_error("%s: %s: %s", job->id, job->target_id, result.error);
+	/* The key is in service now: the key store says so, and keeps the one before it. */
+	if (completed && job->stored_key[0] != '\0' &&
+	    key_store_promote(&run->key_store, job->certificate_id, job->stored_key, &err) != 0) {
+		log_error("%s: the key deployed stays where it was in the key store: %s", job->id, err.message);
+		code = exit_code_most_serious(code, err.code);
+		error_clear(&err);
+	}
 	metadata = deploy_result_metadata(&plan, &result);
 	if (finish_job(run, job, completed, result.error, metadata, &verification, &err) != 0) {
 		log_error("%s: %s", job->id, err.message);
@@ -466,8 +515,11 @@ int deploy_job_line_parse(json_object *line, enum job_line_kind *kind, struct jo
 
 	memset(job, 0, sizeof(*job));
 	*kind = JOB_LINE_PASS_THROUGH;
+	/* No type: not a job line (certctl-csr's results, say), so not ours either. */
+	if (!json_object_object_get_ex(line, "type", NULL))
+		return 0;
 	if (type == NULL)
-		return error_set(err, EXIT_DATA, "missing type");
+		return error_set(err, EXIT_DATA, "type is not a string");
 	if (strcmp(type, "Deployment") != 0)
 		return 0;
 	*kind = JOB_LINE_DEPLOYMENT;
@@ -544,12 +596,13 @@ out:
 static void run_free(struct run *run)
 {
 	agent_key_wipe(&run->agent_key);
+	key_store_close(&run->key_store);
 }
 
 int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *input,
 		     FILE *output, struct error *err)
 {
-	struct run run = { conn, options, output, { { 0 }, { 0 } }, false };
+	struct run run = { conn, options, output, { { 0 }, { 0 } }, false, { "", -1 }, false };
 	struct jsonl_reader reader;
 	json_object *line;
 	int status, code = 0;
@@ -570,9 +623,9 @@ int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *i
 			code = exit_code_most_serious(code, EXIT_DATA);
 		} else if (kind == JOB_LINE_PASS_THROUGH) {
 			/* Not ours: the very bytes we read go on down the pipe. */
-			if (fputs(reader.line, output) == EOF || fflush(output) == EOF) {
+			if (jsonl_forward(&reader, output, err) != 0) {
 				json_object_put(line);
-				code = exit_code_most_serious(code, error_set(err, EXIT_CANT_CREATE, "stdout: write failed"));
+				code = exit_code_most_serious(code, err->code);
 				log_error("%s", err->message);
 				break;
 			}
@@ -592,7 +645,7 @@ int deploy_job_lines(PGconn *conn, const struct deploy_options *options, FILE *i
 int deploy_job_by_id(PGconn *conn, const struct deploy_options *options, const char *job_id,
 		     FILE *output, struct error *err)
 {
-	struct run run = { conn, options, output, { { 0 }, { 0 } }, false };
+	struct run run = { conn, options, output, { { 0 }, { 0 } }, false, { "", -1 }, false };
 	enum job_line_kind kind = JOB_LINE_PASS_THROUGH;
 	struct job_line job;
 	json_object *line;

@@ -31,7 +31,7 @@ struct deploy_options {
 
 /* What a job line read by certctl-deploy asks for. */
 enum job_line_kind {
-	JOB_LINE_PASS_THROUGH,  /* another job type, or another kind of line with a type: forwarded */
+	JOB_LINE_PASS_THROUGH,  /* another job type, or a line with no type (not a job line): forwarded */
 	JOB_LINE_DEPLOYMENT,    /* deploy job id under the claim claimed_by + attempts */
 };
 
@@ -43,7 +43,7 @@ struct job_line {
 
 /*
  * Reads line as a job line: its kind and, for a Deployment, the job and its
- * claim. No type, or a Deployment without a string id and claimed_by and
+ * claim. A type that is no string, or a Deployment without a string id and claimed_by and
  * an integer attempts from 0 to INT_MAX: EXIT_DATA with err saying what
  * (without the line number). Pure: no I/O, no allocation.
  */

@@ -118,6 +118,22 @@ char *secret_file_read_line(const char *path, size_t max_bytes, size_t *length, 
 	return secret;
 }
 
+int fd_write_all(int fd, const void *bytes, size_t length)
+{
+	const unsigned char *next = bytes;
+
+	while (length > 0) {
+		ssize_t written = write(fd, next, length);
+		if (written < 0 && errno == EINTR)
+			continue;
+		if (written <= 0)
+			return -1;
+		next += written;
+		length -= (size_t)written;
+	}
+	return 0;
+}
+
 void secret_free(char *secret, size_t length)
 {
 	if (secret == NULL)

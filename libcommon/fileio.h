@@ -23,6 +23,9 @@ char *secret_file_read(const char *path, size_t max_bytes, size_t *length, struc
 /* The secret's first line: the text is cut at the first CR or LF. */
 char *secret_file_read_line(const char *path, size_t max_bytes, size_t *length, struct error *err);
 
+/* write(2) until all length bytes are written; 0, or -1 with errno set. */
+int fd_write_all(int fd, const void *bytes, size_t length);
+
 /* Wipes length bytes (and the terminating NUL) and frees; NULL is fine. */
 void secret_free(char *secret, size_t length);
 

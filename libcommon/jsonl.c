@@ -179,6 +179,13 @@ int jsonl_write(FILE *output, json_object *object, struct error *err)
 	return code != 0 ? code : jsonl_flush(output, err);
 }
 
+int jsonl_forward(const struct jsonl_reader *reader, FILE *output, struct error *err)
+{
+	if (fputs(reader->line, output) == EOF || fflush(output) == EOF)
+		return error_set(err, EXIT_CANT_CREATE, "stdout: write failed");
+	return 0;
+}
+
 const char *json_string_field(json_object *object, const char *key)
 {
 	json_object *value;

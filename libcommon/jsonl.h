@@ -34,6 +34,13 @@ void jsonl_reader_free(struct jsonl_reader *reader);
  */
 int jsonl_read(struct jsonl_reader *reader, json_object **object, struct error *err);
 
+/*
+ * Copies the line last read, its very bytes, to output and flushes: how a
+ * command in a pipeline passes on what is not for it. A closed stdout is
+ * EXIT_CANT_CREATE.
+ */
+int jsonl_forward(const struct jsonl_reader *reader, FILE *output, struct error *err);
+
 /* Writes object as one line and flushes; a closed stdout is EXIT_CANT_CREATE. */
 int jsonl_write(FILE *output, json_object *object, struct error *err);
 /* jsonl_write() without the flush, for a batch of lines that jsonl_flush() ends. */

@@ -279,6 +279,28 @@ default_commands() {
 	expect_equal Completed "$(tail -n1 <<<"$output" | jq -r .status)"
 }
 
+@test "deploy: lines with no type, such as certctl-csr's results, pass through untouched, exit 0" {
+	add_target target-files file "$(files_config)"
+	import_version v1
+	csr='{"job_id":"job-c","certificate_id":"mc-shop","status":"CSRSubmitted","public_key_sha256":"00"}'
+	other='{ "note" : "no type at all" }'
+	LINES=$(printf '%s\n%s\n%s\n' "$csr" "$(claim_jobs)" "$other")
+	deploy_lines
+	expect_status 0
+	expect_equal "" "$stderr" "stderr"
+	expect_equal "$csr" "$(sed -n 1p <<<"$output")" "certctl-csr's line"
+	expect_equal Completed "$(sed -n 2p <<<"$output" | jq -r .status)"
+	expect_equal "$other" "$(sed -n 3p <<<"$output")" "the line with no type"
+}
+
+@test "deploy: a type that is not a string is 65 with its line number, and not passed on" {
+	LINES='{"id":"job-x","type":["Deployment"]}'
+	deploy_lines
+	expect_status 65
+	expect_equal "" "$output" "stdout"
+	expect_contains "$stderr" "line 1: type is not a string"
+}
+
 @test "deploy: an unknown target type is 78 and the job Failed with that error" {
 	add_target target-odd file "$(files_config)"
 	import_version v1

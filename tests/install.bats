@@ -24,3 +24,18 @@ load helpers
 	expect_status 0
 	expect_equal "$(ls "$TESTS_DIR"/../migrations/*.up.sql | wc -l)" "$(sql "SELECT count(*) FROM schema_migrations")"
 }
+
+@test "install: install-units puts the units under PREFIX/lib/systemd/system, naming PREFIX/bin" {
+	dest="$BATS_TEST_TMPDIR/root"
+	run make -s -C "$TESTS_DIR/.." PREFIX=/opt/certctl DESTDIR="$dest" install-units
+	expect_status 0
+	for unit in "$TESTS_DIR"/../contrib/systemd/*.service "$TESTS_DIR"/../contrib/systemd/*.timer; do
+		[ -f "$dest/opt/certctl/lib/systemd/system/${unit##*/}" ] || { echo "missing ${unit##*/}"; false; }
+	done
+	run grep -h '^ExecStart=' "$dest"/opt/certctl/lib/systemd/system/*.service
+	expect_contains "$output" "/opt/certctl/bin/certctl-claim --reap"
+	if grep -F /usr/local/bin <<<"$output"; then false; fi
+	# The default PREFIX, /usr/local: systemd reads /usr/local/lib/systemd/system.
+	make -s -C "$TESTS_DIR/.." DESTDIR="$dest/default" install-units
+	cmp "$TESTS_DIR/../contrib/systemd/certctl-reap.service" "$dest/default/usr/local/lib/systemd/system/certctl-reap.service"
+}

@@ -145,21 +145,36 @@ printf '%s\n' "$@" > "$STUBS/claim.args"
 echo '{"id":"job-1","type":"Deployment"}'
 exit "${CLAIM_STATUS:-0}"
 STUB
+	cat > "$STUBS/certctl-csr" <<'STUB'
+#!/bin/sh
+tee "$STUBS/csr.stdin"
+exit "${CSR_STATUS:-0}"
+STUB
 	cat > "$STUBS/certctl-deploy" <<'STUB'
 #!/bin/sh
 cat > "$STUBS/deploy.stdin"
 exit "${DEPLOY_STATUS:-0}"
 STUB
-	chmod 0755 "$STUBS/certctl-claim" "$STUBS/certctl-deploy"
+	chmod 0755 "$STUBS/certctl-claim" "$STUBS/certctl-csr" "$STUBS/certctl-deploy"
 	export STUBS
 }
 
-@test "systemd: the agent pipeline claims the instance's Deployment jobs and feeds them to certctl-deploy" {
+@test "systemd: the agent pipeline is claim --agent INSTANCE | certctl-csr | certctl-deploy" {
 	make_stubs
 	run_exec_start certctl-agent@.service agent-web01
 	expect_status 0
-	expect_equal "--agent agent-web01 --type Deployment --limit 10" "$(tr '\n' ' ' < "$STUBS/claim.args" | sed 's/ $//')"
+	# no --type: the agent's AwaitingCSR jobs (Issuance, Renewal) come along for certctl-csr
+	expect_equal "--agent agent-web01 --limit 10" "$(tr '\n' ' ' < "$STUBS/claim.args" | sed 's/ $//')"
+	expect_equal '{"id":"job-1","type":"Deployment"}' "$(cat "$STUBS/csr.stdin")"
 	expect_equal '{"id":"job-1","type":"Deployment"}' "$(cat "$STUBS/deploy.stdin")"
+}
+
+@test "systemd: the agent unit keeps its own keys in a 0700 state directory named by CERTCTL_KEY_DIR" {
+	unit_line certctl-agent@.service 'StateDirectory=certctl/keys' >/dev/null
+	unit_line certctl-agent@.service 'StateDirectoryMode=0700' >/dev/null
+	unit_line certctl-agent@.service 'Environment=CERTCTL_KEY_DIR=%S/certctl/keys' >/dev/null
+	run --separate-stderr systemd-analyze verify --man=no --generators=no --root="$ROOT" certctl-agent@agent-web01.service
+	expect_status 0
 }
 
 @test "systemd: the instance name is one argument, never shell text" {
@@ -170,12 +185,14 @@ STUB
 	expect_equal "x; touch $BATS_TEST_TMPDIR/pwned" "$(sed -n 2p "$STUBS/claim.args")"
 }
 
-@test "systemd: the pipeline fails when certctl-claim fails (pipefail): a retired agent's exit 4 shows" {
+@test "systemd: the pipeline fails when any part fails (pipefail): a retired agent's exit 4 shows" {
 	make_stubs
 	CLAIM_STATUS=4 run_exec_start certctl-agent@.service agent-web01
 	expect_status 4
 	DEPLOY_STATUS=1 run_exec_start certctl-agent@.service agent-web01
 	expect_status 1
+	CSR_STATUS=77 run_exec_start certctl-agent@.service agent-web01
+	expect_status 77
 }
 
 @test "systemd: the ssh deploy unit claims as CERTCTL_SSH_AGENT, and refuses to run without it" {

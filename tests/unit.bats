@@ -31,3 +31,8 @@ load helpers
 	run "$CERTCTL_UNIT/test_csrmake"
 	expect_status 0
 }
+
+@test "unit: the key store stages, finds by public key, promotes, and survives a promotion cut short" {
+	run "$CERTCTL_UNIT/test_keystore" "$BATS_TEST_TMPDIR"
+	expect_status 0
+}
