@@ -17,6 +17,7 @@
 #include "exitcode.h"
 #include "jobs.h"
 #include "jsonl.h"
+#include "listen.h"
 #include "pgjson.h"
 #include "scope.h"
 #include "signals.h"
@@ -279,37 +280,6 @@ out:
 	return code;
 }
 
-/* Reads what the server sent; returns how many notifications were waiting, or -1. */
-static int drain_notifications(PGconn *conn)
-{
-	PGnotify *notification;
-	int seen = 0;
-
-	if (!PQconsumeInput(conn))
-		return -1;
-	while ((notification = PQnotifies(conn)) != NULL) {
-		PQfreemem(notification);
-		seen++;
-	}
-	return seen;
-}
-
-/*
- * Milliseconds until the earliest future scheduled_at of any Pending job, or
- * -1 when there is none: such a job comes due without a notification. It may
- * be another claimant's; waking for it costs one empty claim.
- */
-static int next_due_milliseconds(PGconn *conn, long long *due, struct error *err)
-{
-	PGresult *result = db_query(conn, next_due_sql, 0, NULL, err);
-
-	if (result == NULL)
-		return err->code;
-	*due = PQgetisnull(result, 0, 0) ? -1 : strtoll(PQgetvalue(result, 0, 0), NULL, 10);
-	PQclear(result);
-	return 0;
-}
-
 /* What a claimer with nothing to claim waits on, besides the database socket. */
 struct claim_wait {
 	long long deadline;     /* monotonic milliseconds; LLONG_MAX: no end */
@@ -324,11 +294,6 @@ static int output_pipe(FILE *output)
 	int fd = fileno(output);
 
 	return fd >= 0 && fstat(fd, &status) == 0 && S_ISFIFO(status.st_mode) ? fd : -1;
-}
-
-static int reader_gone(struct error *err)
-{
-	return error_set(err, EXIT_CANT_CREATE, "standard output: the reader has gone away");
 }
 
 static int stopped_while(const char *doing, struct error *err)
@@ -352,15 +317,9 @@ static int claim_when_ready(PGconn *conn, const struct claim_request *request,
 	*count = 0;
 	*claimed = 0;
 	for (;;) {
-		struct pollfd watched[2] = {
-			{ .fd = PQsocket(conn), .events = POLLIN },
-			/* No events asked: a pipe's write end reports POLLERR once its reader is gone. */
-			{ .fd = wait->reader_pipe, .events = 0 },
-		};
-		struct timespec timeout;
 		long long left, due = -1;
 		long printed;
-		int ready, notified, code;
+		int notified, code;
 
 		if (signals_stop_requested())
 			return stopped_while("waiting for jobs", err);
@@ -368,32 +327,28 @@ static int claim_when_ready(PGconn *conn, const struct claim_request *request,
 		*count += printed;
 		if (code != 0 || *claimed > 0 || (printed > 0 && !until_claimed))
 			return code;
-		if ((code = next_due_milliseconds(conn, &due, err)) != 0)
+		/*
+		 * A Pending job whose scheduled_at is still to come comes due without
+		 * a notification. It may be another claimant's; waking for it costs
+		 * one empty claim.
+		 */
+		if ((code = listen_next_due(conn, next_due_sql, &due, err)) != 0)
 			return code;
 		/*
 		 * Notifications that came in during these queries are for jobs the
 		 * claim may have missed; libpq has queued them, ppoll() would not see them.
 		 */
-		if ((notified = drain_notifications(conn)) < 0)
-			goto connection_lost;
+		if ((code = listen_drain(conn, &notified, err)) != 0)
+			return code;
 		if (notified > 0)
 			continue;
 		if ((left = wait->deadline - monotonic_milliseconds()) <= 0)
 			return 0;
 		if (due >= 0 && due < left)
 			left = due;
-		timeout.tv_sec = left / 1000;
-		timeout.tv_nsec = (left % 1000) * 1000000L;
-		ready = ppoll(watched, wait->reader_pipe >= 0 ? 2 : 1, &timeout, &wait->unblocked);
-		if (ready < 0 && errno != EINTR)
-			return error_set(err, EXIT_INTERNAL, "waiting for jobs: %s", strerror(errno));
-		if (ready > 0 && (watched[1].revents & (POLLERR | POLLHUP)) != 0)
-			return reader_gone(err);
-		if (ready > 0 && drain_notifications(conn) < 0)
-			goto connection_lost;
+		if ((code = listen_wait(conn, left, wait->reader_pipe, &wait->unblocked, err)) != 0)
+			return code;
 	}
-connection_lost:
-	return error_set(err, EXIT_UNAVAILABLE, "database: %s", PQerrorMessage(conn));
 }
 
 /*
@@ -422,7 +377,7 @@ static int wait_for_reader(const struct claim_wait *wait, struct error *err)
 			return stopped_while("waiting for the reader", err);
 		if (ppoll(&pipe_end, 1, &timeout, &wait->unblocked) > 0 &&
 		    (pipe_end.revents & (POLLERR | POLLHUP)) != 0)
-			return reader_gone(err);
+			return listen_reader_gone(err);
 		delay_us = delay_us * 2 < READER_CHECK_MAX_US ? delay_us * 2 : READER_CHECK_MAX_US;
 	}
 }

@@ -46,10 +46,12 @@ static const char current_version_sql[] =
 	" LEFT JOIN version_keys k ON k.version_id = v.id AND k.agent_id = $2"
 	" WHERE v.certificate_id = $1 ORDER BY v.created_at DESC, v.id DESC LIMIT 1";
 
+/* $5: the version installed (a Completed or Skipped deploy), else NULL; certctl-status reads it. */
 static const char store_verification_sql[] =
 	"UPDATE jobs SET verification_status = $2,"
 	" verified_at = CASE WHEN $2 = 'skipped' THEN NULL ELSE now() END,"
-	" verified_fingerprint = $3, verification_error = $4, updated_at = now()"
+	" verified_fingerprint = $3, verification_error = $4, updated_at = now(),"
+	" deployed_fingerprint = (SELECT v.fingerprint_sha256 FROM certificate_versions v WHERE v.id = $5)"
 	" WHERE id = $1";
 
 /* One job in hand: what the line and the database say about it. */
@@ -184,9 +186,10 @@ static int finish_job(const struct run *run, const struct job *job, bool complet
 		      const char *error, json_object *metadata,
 		      const struct verification *verification, struct error *err)
 {
-	const char *params[4] = { job->id, verification->status,
+	const char *params[5] = { job->id, verification->status,
 				  verification->served[0] ? verification->served : NULL,
-				  verification->error[0] ? verification->error : NULL };
+				  verification->error[0] ? verification->error : NULL,
+				  completed ? job->version_id : NULL };
 	json_object *details = json_object_new_object();
 	struct audit_event event = {
 		.actor = job->agent_id, .actor_type = job->agent_id ? "Agent" : "System",
@@ -218,7 +221,7 @@ static int finish_job(const struct run *run, const struct job *job, bool complet
 
 	if ((code = db_begin(run->conn, err)) != 0)
 		goto out;
-	if ((code = db_command(run->conn, store_verification_sql, 4, params, err)) != 0 ||
+	if ((code = db_command(run->conn, store_verification_sql, 5, params, err)) != 0 ||
 	    (code = job_finish_fenced(run->conn, job->id, &job->claim, completed ? "Completed" : "Failed",
 				      completed ? NULL : error, metadata, err)) != 0 ||
 	    (code = audit_record(run->conn, &event, err)) != 0 ||

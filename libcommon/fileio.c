@@ -141,3 +141,61 @@ void secret_free(char *secret, size_t length)
 	OPENSSL_cleanse(secret, length + 1);
 	free(secret);
 }
+
+int file_write_atomic(const char *path, const char *data, size_t length, mode_t mode,
+		      struct error *err)
+{
+	const char *slash = strrchr(path, '/');
+	char temp[4096], directory[4096];
+	const char *step = "write";
+	size_t written = 0;
+	ssize_t got;
+	int fd, dir_fd;
+
+	if (slash == NULL)
+		snprintf(directory, sizeof(directory), ".");
+	else if (slash == path)
+		snprintf(directory, sizeof(directory), "/");
+	else
+		snprintf(directory, sizeof(directory), "%.*s", (int)(slash - path), path);
+	if (snprintf(temp, sizeof(temp), "%s/.%s.certctl-tmp.XXXXXX", directory,
+		     slash ? slash + 1 : path) >= (int)sizeof(temp))
+		return error_set(err, EXIT_CANT_CREATE, "%s: path too long", path);
+	if ((fd = mkstemp(temp)) < 0)
+		return error_set(err, EXIT_CANT_CREATE, "%s: %s", temp, strerror(errno));
+	while (written < length) {
+		got = write(fd, data + written, length - written);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			goto fail;
+		written += (size_t)got;
+	}
+	step = "fchmod";
+	if (fchmod(fd, mode) != 0)
+		goto fail;
+	step = "fsync";
+	if (fsync(fd) != 0)
+		goto fail;
+	step = "close";
+	if (close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	step = "rename";
+	if (rename(temp, path) != 0)
+		goto fail;
+	/* The rename is durable once the directory is. */
+	if ((dir_fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		(void)fsync(dir_fd);
+		close(dir_fd);
+	}
+	return 0;
+fail:
+	error_set(err, EXIT_CANT_CREATE, "%s: %s: %s", path, step, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	unlink(temp);
+	return err->code;
+}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -159,7 +160,7 @@ static char **scrubbed_environment(const struct command_env *env)
 	return list;
 }
 
-static void exec_child(char *const argv[], char **environment, int stderr_fd)
+static void exec_child(char *const argv[], char **environment, int input_fd, int stderr_fd)
 {
 	struct sigaction action;
 	sigset_t none;
@@ -171,7 +172,8 @@ static void exec_child(char *const argv[], char **environment, int stderr_fd)
 	sigaction(SIGPIPE, &action, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(null_fd, STDOUT_FILENO) < 0 ||
+	if (null_fd < 0 || dup2(input_fd >= 0 ? input_fd : null_fd, STDIN_FILENO) < 0 ||
+	    dup2(null_fd, STDOUT_FILENO) < 0 ||
 	    dup2(stderr_fd, STDERR_FILENO) < 0)
 		_exit(127);
 	/* execvp looks argv[0] up in the PATH of environ: the scrubbed one. */
@@ -181,10 +183,84 @@ static void exec_child(char *const argv[], char **environment, int stderr_fd)
 	_exit(127);
 }
 
+/*
+ * The input in a memory file the child reads as stdin: any size, and
+ * nothing for us to feed (or block on) while it runs. -1 with errno on failure.
+ */
+static int input_file(const struct command_io *io)
+{
+	int fd = memfd_create("certctl-input", MFD_CLOEXEC);
+	size_t written = 0;
+
+	if (fd < 0)
+		return -1;
+	while (written < io->input_length) {
+		ssize_t wrote = write(fd, io->input + written, io->input_length - written);
+		if (wrote < 0 && errno == EINTR)
+			continue;
+		if (wrote < 0) {
+			close(fd);
+			return -1;
+		}
+		written += (size_t)wrote;
+	}
+	if (lseek(fd, 0, SEEK_SET) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* What is kept of a command's stderr: the start, for the error, and the last line. */
+struct stderr_kept {
+	char summary[STDERR_SUMMARY_BYTES + 1];
+	size_t kept;
+	struct command_io *io;      /* NULL: no last line wanted */
+	char line[COMMAND_LAST_LINE_SIZE];
+	size_t line_length;
+};
+
+static bool is_blank(const char *text, size_t length)
+{
+	for (size_t i = 0; i < length; i++)
+		if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r')
+			return false;
+	return true;
+}
+
+/* The line read so far becomes the last line, unless it is blank. */
+static void end_line(struct stderr_kept *stderr_kept)
+{
+	if (stderr_kept->io != NULL && !is_blank(stderr_kept->line, stderr_kept->line_length)) {
+		memcpy(stderr_kept->io->last_line, stderr_kept->line, stderr_kept->line_length);
+		stderr_kept->io->last_line[stderr_kept->line_length] = '\0';
+	}
+	stderr_kept->line_length = 0;
+}
+
+static void keep_stderr(struct stderr_kept *stderr_kept, const char *bytes, ssize_t got)
+{
+	for (ssize_t i = 0; i < got; i++) {
+		if (stderr_kept->kept < STDERR_SUMMARY_BYTES)
+			stderr_kept->summary[stderr_kept->kept++] = bytes[i];
+		if (bytes[i] == '\n')
+			end_line(stderr_kept);
+		else if (stderr_kept->line_length < COMMAND_LAST_LINE_SIZE - 1)
+			stderr_kept->line[stderr_kept->line_length++] = bytes[i];
+	}
+}
+
 int run_command(char *const argv[], const struct command_env *env, struct error *err)
 {
-	char summary[STDERR_SUMMARY_BYTES + 1], drain[512];
-	size_t kept = 0;
+	return run_command_io(argv, env, NULL, err);
+}
+
+int run_command_io(char *const argv[], const struct command_env *env, struct command_io *io,
+		   struct error *err)
+{
+	struct stderr_kept stderr_kept = { .kept = 0, .io = io, .line_length = 0 };
+	char *summary = stderr_kept.summary, drain[512];
+	int input_fd = -1;
 	bool cut, timed_out = false, stderr_closed = false;
 	long long allowed = run_deadline_command_ms(command_timeout_seconds(), &cut);
 	long long deadline = monotonic_milliseconds() + allowed;
@@ -192,24 +268,39 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 	char **environment;
 	pid_t pid, waited;
 
+	if (io != NULL) {
+		io->last_line[0] = '\0';
+		io->exit_status = -1;
+	}
 	if (argv == NULL || argv[0] == NULL)
 		return 0;
-	if ((environment = scrubbed_environment(env)) == NULL)
+	if (io != NULL && io->input != NULL && (input_fd = input_file(io)) < 0)
+		return error_set(err, EXIT_FAILED_CLEANLY, "%s: cannot run: input: %s", argv[0], strerror(errno));
+	if ((environment = scrubbed_environment(env)) == NULL) {
+		if (input_fd >= 0)
+			close(input_fd);
 		return error_set(err, EXIT_FAILED_CLEANLY, "%s: cannot run: out of memory", argv[0]);
+	}
 	if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
 		free(environment);
+		if (input_fd >= 0)
+			close(input_fd);
 		return error_set(err, EXIT_FAILED_CLEANLY, "%s: cannot run: pipe: %s", argv[0], strerror(errno));
 	}
 	pid = fork();
 	if (pid < 0) {
 		free(environment);
+		if (input_fd >= 0)
+			close(input_fd);
 		close(pipe_fds[0]);
 		close(pipe_fds[1]);
 		return error_set(err, EXIT_FAILED_CLEANLY, "%s: cannot run: fork: %s", argv[0], strerror(errno));
 	}
 	if (pid == 0)
-		exec_child(argv, environment, pipe_fds[1]);
+		exec_child(argv, environment, input_fd, pipe_fds[1]);
 	free(environment);
+	if (input_fd >= 0)
+		close(input_fd);
 	setpgid(pid, pid);
 	close(pipe_fds[1]);
 
@@ -248,8 +339,7 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 				stderr_closed = true;
 				continue;
 			}
-			for (ssize_t i = 0; i < got && kept < STDERR_SUMMARY_BYTES; i++)
-				summary[kept++] = drain[i];
+			keep_stderr(&stderr_kept, drain, got);
 			continue;
 		}
 		nanosleep(&(struct timespec){ 0, sleep_ns }, NULL);
@@ -262,11 +352,16 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 		ssize_t got = read(pipe_fds[0], drain, sizeof(drain));
 		if (got <= 0)
 			break;
-		for (ssize_t i = 0; i < got && kept < STDERR_SUMMARY_BYTES; i++)
-			summary[kept++] = drain[i];
+		keep_stderr(&stderr_kept, drain, got);
 	}
 	close(pipe_fds[0]);
-	summary[kept] = '\0';
+	end_line(&stderr_kept);
+	if (io != NULL) {
+		one_line(io->last_line);
+		if (!timed_out && WIFEXITED(status))
+			io->exit_status = WEXITSTATUS(status);
+	}
+	summary[stderr_kept.kept] = '\0';
 	one_line(summary);
 
 	if (timed_out && cut)

@@ -3,6 +3,7 @@
 #define CERTCTL_RUNCMD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "error.h"
 
@@ -37,6 +38,23 @@ struct command_env {
  * signal N", "timed out after N s", "cannot run: why").
  */
 int run_command(char *const argv[], const struct command_env *env, struct error *err);
+
+/* Longest stderr line run_command_io() keeps, terminator included. */
+#define COMMAND_LAST_LINE_SIZE 400
+
+/* What run_command_io() feeds a command on stdin and keeps of its stderr. */
+struct command_io {
+	const char *input;      /* input_length bytes on stdin; NULL: /dev/null */
+	size_t input_length;
+	/* Filled: the last non-blank line it wrote to stderr (cut, control characters blanked), or "". */
+	char last_line[COMMAND_LAST_LINE_SIZE];
+	/* Filled: the status it exited with, or -1 when it was killed, timed out or never ran. */
+	int exit_status;
+};
+
+/* run_command(), with io's input on stdin (certctl-notify's event line) and its last stderr line kept. */
+int run_command_io(char *const argv[], const struct command_env *env, struct command_io *io,
+		   struct error *err);
 
 /* The command timeout in seconds ($CERTCTL_COMMAND_TIMEOUT or the default, at most MAX_COMMAND_TIMEOUT_SECONDS). */
 int command_timeout_seconds(void);

@@ -17,6 +17,12 @@
  */
 int scope_check_acting_for(PGconn *conn, const char *agent_id, struct error *err);
 
+/*
+ * For a command's --agent ID that only reads: EXIT_FORBIDDEN as above,
+ * EXIT_NOT_FOUND when there is no such agent, else 0.
+ */
+int scope_check_agent_named(PGconn *conn, const char *agent_id, struct error *err);
+
 /* EXIT_FORBIDDEN when this login is an agent's role and job_id is another's job; else 0. */
 int scope_check_job(PGconn *conn, const char *job_id, struct error *err);
 

@@ -220,13 +220,50 @@ static int leaf_fingerprint(X509 *leaf, struct tls_probe_result *result, struct 
 	return 0;
 }
 
-int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
-	      int timeout_seconds, struct tls_probe_result *result, struct error *err)
+/* What every probe of a run shares: the trust anchors (parsing the system store costs tens of ms) and the TLS context. */
+struct tls_prober {
+	X509_STORE *store;
+	SSL_CTX *ssl_context;
+};
+
+struct tls_prober *tls_prober_new(const char *ca_file, struct error *err)
+{
+	struct tls_prober *prober = calloc(1, sizeof(*prober));
+	char reason[256];
+
+	if (prober == NULL) {
+		error_set(err, EXIT_INTERNAL, "out of memory");
+		return NULL;
+	}
+	if ((prober->store = load_trust_store(ca_file, err)) == NULL) {
+		free(prober);
+		return NULL;
+	}
+	if ((prober->ssl_context = SSL_CTX_new(TLS_client_method())) == NULL) {
+		error_set(err, EXIT_INTERNAL, "cannot set up TLS: %s",
+			  openssl_reason(reason, sizeof(reason), "out of memory"));
+		tls_prober_free(prober);
+		return NULL;
+	}
+	/* Any certificate must be readable; trust is decided apart from the handshake. */
+	SSL_CTX_set_verify(prober->ssl_context, SSL_VERIFY_NONE, NULL);
+	return prober;
+}
+
+void tls_prober_free(struct tls_prober *prober)
+{
+	if (prober == NULL)
+		return;
+	SSL_CTX_free(prober->ssl_context);
+	X509_STORE_free(prober->store);
+	free(prober);
+}
+
+int tls_prober_probe(struct tls_prober *prober, const char *endpoint_text, const char *sni,
+		     int timeout_seconds, struct tls_probe_result *result, struct error *err)
 {
 	struct tls_endpoint endpoint;
 	struct tcp_failure failure;
-	X509_STORE *store = NULL;
-	SSL_CTX *ssl_context = NULL;
 	SSL *ssl = NULL;
 	X509 *leaf = NULL;
 	const char *check_name;
@@ -241,9 +278,6 @@ int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
 		sni = NULL;
 	if (timeout_seconds < 1)
 		return error_set(err, EXIT_USAGE, "the probe timeout must be at least 1 s");
-	/* A bad CA file is found before anything is sent over the network. */
-	if ((store = load_trust_store(ca_file, err)) == NULL)
-		return err->code;
 
 	deadline = monotonic_milliseconds() + (long long)timeout_seconds * 1000;
 	if ((fd = tcp_connect(endpoint.host, endpoint.port, deadline, true, &failure)) < 0) {
@@ -251,14 +285,11 @@ int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
 					 timeout_seconds, err);
 		goto out;
 	}
-	ssl_context = SSL_CTX_new(TLS_client_method());
-	if (ssl_context == NULL || (ssl = SSL_new(ssl_context)) == NULL || SSL_set_fd(ssl, fd) != 1) {
+	if ((ssl = SSL_new(prober->ssl_context)) == NULL || SSL_set_fd(ssl, fd) != 1) {
 		code = error_set(err, EXIT_INTERNAL, "cannot set up TLS: %s",
 				 openssl_reason(reason, sizeof(reason), "out of memory"));
 		goto out;
 	}
-	/* Any certificate must be readable; trust is decided below, apart from the handshake. */
-	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
 	if (sni == NULL && !endpoint.host_is_ip)
 		sni = endpoint.host;
 	if (sni != NULL && SSL_set_tlsext_host_name(ssl, sni) != 1) {
@@ -275,7 +306,7 @@ int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
 	    (code = read_validity(leaf, result, err)) != 0)
 		goto out;
 	check_name = sni != NULL ? sni : endpoint.host;
-	code = verify_peer_chain(store, leaf, SSL_get_peer_cert_chain(ssl), check_name,
+	code = verify_peer_chain(prober->store, leaf, SSL_get_peer_cert_chain(ssl), check_name,
 				 sni == NULL && endpoint.host_is_ip, result, err);
 	if (code == 0)
 		(void)SSL_shutdown(ssl); /* best effort close_notify; the socket is non-blocking */
@@ -283,9 +314,28 @@ out:
 	ERR_clear_error();
 	X509_free(leaf);
 	SSL_free(ssl);
-	SSL_CTX_free(ssl_context);
-	X509_STORE_free(store);
 	if (fd >= 0)
 		close(fd);
+	return code;
+}
+
+int tls_probe(const char *endpoint_text, const char *sni, const char *ca_file,
+	      int timeout_seconds, struct tls_probe_result *result, struct error *err)
+{
+	struct tls_endpoint endpoint;
+	struct tls_prober *prober;
+	int code;
+
+	memset(result, 0, sizeof(*result));
+	/* A malformed endpoint is reported before the CA file is read, as before. */
+	if ((code = tls_endpoint_parse(endpoint_text, &endpoint, err)) != 0)
+		return code;
+	if (timeout_seconds < 1)
+		return error_set(err, EXIT_USAGE, "the probe timeout must be at least 1 s");
+	/* A bad CA file is found before anything is sent over the network. */
+	if ((prober = tls_prober_new(ca_file, err)) == NULL)
+		return err->code;
+	code = tls_prober_probe(prober, endpoint_text, sni, timeout_seconds, result, err);
+	tls_prober_free(prober);
 	return code;
 }

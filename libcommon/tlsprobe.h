@@ -35,4 +35,17 @@ int tls_endpoint_parse(const char *text, struct tls_endpoint *endpoint, struct e
 int tls_probe(const char *endpoint, const char *sni, const char *ca_file,
 	      int timeout_seconds, struct tls_probe_result *result, struct error *err);
 
+/*
+ * For many probes (certctl-verify --all): the trust store (ca_file, or the
+ * system's) loaded once and one TLS context, shared by every probe and
+ * thread. NULL with err set as tls_probe() would for a bad ca_file.
+ */
+struct tls_prober;
+struct tls_prober *tls_prober_new(const char *ca_file, struct error *err);
+void tls_prober_free(struct tls_prober *prober);
+
+/* tls_probe() with the prober's trust store and context; safe from several threads at once. */
+int tls_prober_probe(struct tls_prober *prober, const char *endpoint, const char *sni,
+		     int timeout_seconds, struct tls_probe_result *result, struct error *err);
+
 #endif

@@ -118,7 +118,7 @@ setup_file() {
 @test "deb: the installed units name /usr/bin and pass systemd-analyze verify in the root" {
 	run grep -h '^ExecStart=' "$LAYERS"/usr/lib/systemd/system/certctl-*.service
 	expect_contains "$output" "/usr/bin/certctl-claim"
-	if grep -F /usr/local/bin <<<"$output"; then false; fi
+	if grep -rF /usr/local "$LAYERS"/usr/lib/systemd/system/certctl*; then false; fi
 	# verify fails when an ExecStart binary is missing from the root.
 	for unit in "$LAYERS"/usr/lib/systemd/system/certctl*; do
 		unit=${unit##*/}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
-# make install: binaries, man pages and migrations under PREFIX, inside DESTDIR.
+# make install: binaries, man pages, migrations and notifier adapters under PREFIX, inside DESTDIR.
 load helpers
 
-@test "install: honours PREFIX and DESTDIR and installs binaries, man pages and migrations" {
+@test "install: honours PREFIX and DESTDIR and installs binaries, man pages, migrations and notifiers" {
 	dest="$BATS_TEST_TMPDIR/root"
 	build=$(dirname "$CERTCTL_BIN")
 	run make -s -C "$TESTS_DIR/.." BUILD="$build" PREFIX=/opt/certctl DESTDIR="$dest" install
@@ -13,6 +13,9 @@ load helpers
 	[ -f "$dest/opt/certctl/share/man/man1/certctl-deploy.1" ]
 	[ -f "$dest/opt/certctl/share/man/man7/certctl.7" ]
 	expect_equal "$(ls "$TESTS_DIR"/../migrations | wc -l)" "$(ls "$dest/opt/certctl/share/certctl/migrations" | wc -l)" "migration files"
+	for adapter in "$TESTS_DIR"/../contrib/notifiers/*; do
+		[ -x "$dest/opt/certctl/share/certctl/notifiers/$(basename "$adapter")" ] || { echo "missing notifier $(basename "$adapter")"; false; }
+	done
 	[ ! -e "$dest/opt/certctl/lib/systemd" ] && [ ! -e "$dest/etc/systemd" ]
 }
 
@@ -34,7 +37,9 @@ load helpers
 	done
 	run grep -h '^ExecStart=' "$dest"/opt/certctl/lib/systemd/system/*.service
 	expect_contains "$output" "/opt/certctl/bin/certctl-claim --reap"
-	if grep -F /usr/local/bin <<<"$output"; then false; fi
+	# The notifier's adapter too: nothing installed names /usr/local.
+	expect_contains "$output" "/opt/certctl/share/certctl/notifiers/journal"
+	if grep -rF /usr/local "$dest/opt/certctl/lib/systemd/system"; then false; fi
 	# The default PREFIX, /usr/local: systemd reads /usr/local/lib/systemd/system.
 	make -s -C "$TESTS_DIR/.." DESTDIR="$dest/default" install-units
 	cmp "$TESTS_DIR/../contrib/systemd/certctl-reap.service" "$dest/default/usr/local/lib/systemd/system/certctl-reap.service"

@@ -109,6 +109,22 @@ refused() {
 	expect_equal "$before" "$(state)" "database state"
 }
 
+@test "scope: agent B records probes of its own targets only and sees no probe of A's" {
+	sql "INSERT INTO target_probes (target_id, endpoint, error) VALUES ('target-a', '127.0.0.1:1', 'refused')"
+	probes() { sql "SELECT string_agg(p::text, ',' ORDER BY target_id) FROM target_probes p"; }
+	before=$(probes)
+	expect_equal 0 "$(agent_psql agent-b -c "SELECT count(*) FROM target_probes")" "probes B sees"
+	refused "INSERT INTO target_probes (target_id, endpoint, error) VALUES ('target-a', '127.0.0.1:2', 'spoofed')"
+	refused "INSERT INTO target_probes (target_id, endpoint) VALUES ('target-a', '127.0.0.1:2')
+	         ON CONFLICT (target_id) DO UPDATE SET error = 'spoofed'"
+	refused "UPDATE target_probes SET served_fingerprint = repeat('a', 64) WHERE target_id = 'target-a'"
+	refused "UPDATE target_probes SET target_id = 'target-b'"
+	refused "DELETE FROM target_probes"
+	expect_equal "$before" "$(probes)" "A's probe"
+	agent_psql agent-b -c "INSERT INTO target_probes (target_id, endpoint, error) VALUES ('target-b', '127.0.0.1:1', 'refused')" >/dev/null
+	expect_equal target-b "$(agent_psql agent-b -c "SELECT string_agg(target_id, ',') FROM target_probes")" "B's own probe"
+}
+
 @test "scope: agent B's own job moves only forward: no un-finishing, no winding attempts back" {
 	job_b=$(sql "SELECT id FROM jobs WHERE agent_id = 'agent-b'")
 	refused "UPDATE jobs SET attempts = 0 WHERE id = '$job_b'"
@@ -170,6 +186,29 @@ refused() {
 	run --separate-stderr as_agent agent-b certctl-retire agent-a --force --reason x
 	expect_status 77
 	expect_equal "$before" "$(state)" "database state"
+}
+
+@test "scope: no agent role reads, claims, marks or requeues notification events (certctl-notify is 77)" {
+	sql "INSERT INTO notification_events (id, type, job_id, message) VALUES
+	     ('notif-a', 'deployment_failed', '$JOB_A', 'about A'),
+	     ('notif-dead', 'deployment_failed', '$JOB_A', 'about A')"
+	sql "UPDATE notification_events SET status = 'dead', retry_count = 5 WHERE id = 'notif-dead'"
+	events() {
+		sql "SELECT string_agg(id || ':' || status || ':' || retry_count, ',' ORDER BY id) FROM notification_events"
+	}
+	before=$(events)
+	printf '#!/bin/sh\ntouch %s/ran\n' "$BATS_TEST_TMPDIR" > "$BATS_TEST_TMPDIR/notifier"
+	chmod 0755 "$BATS_TEST_TMPDIR/notifier"
+	for args in "-- $BATS_TEST_TMPDIR/notifier" "--requeue-dead" "--requeue notif-dead"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr as_agent agent-b certctl-notify $args
+		expect_status 77 || { echo "args: $args"; return 1; }
+		expect_one_line_error certctl-notify
+	done
+	[ ! -e "$BATS_TEST_TMPDIR/ran" ] || { echo "an agent's notifier ran"; return 1; }
+	refused "UPDATE notification_events SET status = 'sent'"
+	refused "SELECT id FROM notification_events FOR UPDATE SKIP LOCKED"
+	expect_equal "$before" "$(events)" "notification events"
 }
 
 @test "scope: agent A's claim | deploy installs its own key without the control host's key file" {

@@ -4,7 +4,8 @@
 load helpers
 
 UNITS_DIR="$TESTS_DIR/../contrib/systemd"
-SERVICES="certctl-heartbeat@.service certctl-agent@.service certctl-reap.service certctl-deploy-ssh.service"
+SERVICES="certctl-heartbeat@.service certctl-agent@.service certctl-reap.service certctl-deploy-ssh.service certctl-notify.service
+	certctl-verify-all.service"
 TIMERS="certctl-agent@.timer certctl-reap.timer certctl-deploy-ssh.timer"
 
 # No systemd runs in the test container: verify against a throw-away root that
@@ -91,7 +92,8 @@ unit_line() {
 }
 
 @test "systemd: only the agent unit runs as root; the others run as the certctl user with no capabilities" {
-	for service in certctl-heartbeat@.service certctl-reap.service certctl-deploy-ssh.service; do
+	for service in certctl-heartbeat@.service certctl-reap.service certctl-deploy-ssh.service certctl-notify.service \
+		certctl-verify-all.service; do
 		unit_line "$service" User=certctl >/dev/null || { echo "$service: no User=certctl"; return 1; }
 		unit_line "$service" CapabilityBoundingSet= >/dev/null || { echo "$service keeps capabilities"; return 1; }
 	done
@@ -107,6 +109,25 @@ unit_line() {
 
 @test "systemd: the reaper runs certctl-claim --reap" {
 	unit_line certctl-reap.service 'ExecStart=/usr/local/bin/certctl-claim --reap'
+}
+
+@test "systemd: the notifier follows with the installed journal adapter, stops cleanly on SIGTERM (75), restarts after a lost database" {
+	unit_line certctl-notify.service 'ExecStart=/usr/local/bin/certctl-notify --follow -- /usr/local/share/certctl/notifiers/journal'
+	unit_line certctl-notify.service SuccessExitStatus=75
+	unit_line certctl-notify.service Restart=on-failure
+	unit_line certctl-notify.service 'RestartPreventExitStatus=64 78'
+	[ -x "$TESTS_DIR/../contrib/notifiers/journal" ]
+}
+
+@test "systemd: the probe timer starts certctl-verify --all every 15 minutes, delayed at random by up to 5" {
+	verify_unit certctl-verify-all.timer
+	unit_line certctl-verify-all.service 'ExecStart=/usr/local/bin/certctl-verify --all'
+	unit_line certctl-verify-all.timer 'OnCalendar=\*:0/15'
+	unit_line certctl-verify-all.timer 'RandomizedDelaySec=5min'
+	unit_line certctl-verify-all.timer WantedBy=timers.target
+	run --separate-stderr systemd-analyze calendar --iterations=2 '*:0/15'
+	expect_status 0
+	expect_contains "$output" "*-*-* *:00/15:00"
 }
 
 @test "systemd: each timer fires every minute and starts the service of its own name" {
