@@ -16,15 +16,7 @@ bench_enter_cluster "$0" "$@"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-owner_password=$(openssl rand -hex 16)
-psql -XAtq -v ON_ERROR_STOP=1 -v pw="$owner_password" >/dev/null <<-'SQL'
-CREATE ROLE certctl_owner LOGIN CREATEROLE PASSWORD :'pw';
-CREATE DATABASE renew_bench OWNER certctl_owner;
-SQL
-(umask 077 && printf '*:*:*:certctl_owner:%s\n' "$owner_password" > "$work/pgpass")
-unset PGPASSWORD
-export PGPASSFILE="$work/pgpass" PGDATABASE=renew_bench PGUSER=certctl_owner
-certctl-migrate -q up >/dev/null
+bench_owner_database renew_bench
 
 psql_q() { PGOPTIONS="-c client_min_messages=warning" psql -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 micros() { echo "${EPOCHREALTIME/./}"; }

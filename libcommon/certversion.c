@@ -68,24 +68,28 @@ static int record_import(PGconn *conn, const char *certificate_id, json_object *
 }
 
 /*
- * In the open transaction: seal under the control host's key, insert, name
- * the certificate, audit, seal to every enrolled agent that deploys it, enqueue.
+ * In the open transaction: seal under the control host's key (keyless: no
+ * key), insert, name the certificate, seal to every enrolled agent that
+ * deploys it, enqueue.
  */
 static int store_version(PGconn *conn, const char *certificate_id, const struct pem_bundle *bundle,
-			 struct sealing_key *sealing_key, bool enqueue, json_object *lines,
-			 struct error *err)
+			 bool keyless, struct sealing_key *sealing_key, bool enqueue,
+			 json_object *lines, struct error *err)
 {
 	unsigned char *blob = NULL;
 	size_t blob_length = 0;
 	PGresult *result = NULL;
-	json_object *line;
 	struct enqueue_counts counts;
 	long sealed;
 	int code;
 
-	if ((code = sealing_key_load(sealing_key, err)) != 0 ||
-	    (code = sealed_seal(sealing_key->bytes, certificate_id, bundle->key_pem, bundle->key_length,
-				&blob, &blob_length, err)) != 0)
+	if (keyless != (bundle->key_pem == NULL))
+		return error_set(err, EXIT_INTERNAL, "%s: a version %s a key stored as %s",
+				 certificate_id, keyless ? "with" : "without", keyless ? "keyless" : "sealed");
+	if (!keyless &&
+	    ((code = sealing_key_load(sealing_key, err)) != 0 ||
+	     (code = sealed_seal(sealing_key->bytes, certificate_id, bundle->key_pem, bundle->key_length,
+				 &blob, &blob_length, err)) != 0))
 		goto out;
 	{
 		const char *params[10] = { certificate_id, bundle->serial_number, bundle->subject,
@@ -103,10 +107,8 @@ static int store_version(PGconn *conn, const char *certificate_id, const struct 
 			goto out;
 		}
 	}
-	line = version_line(certificate_id, result, bundle->fingerprint_sha256, false);
-	json_object_array_add(lines, line);
-	if ((code = record_import(conn, certificate_id, line, err)) != 0 ||
-	    (code = version_keys_fill(conn, certificate_id, NULL, sealing_key, &sealed, err)) != 0)
+	json_object_array_add(lines, version_line(certificate_id, result, bundle->fingerprint_sha256, false));
+	if (!keyless && (code = version_keys_fill(conn, certificate_id, NULL, sealing_key, &sealed, err)) != 0)
 		goto out;
 	if (enqueue) {
 		code = enqueue_deployment_jobs(conn, certificate_id, sealing_key, lines, &counts, err);
@@ -121,6 +123,23 @@ out:
 	PQclear(result);
 	free(blob);
 	return code;
+}
+
+int certificate_version_store(PGconn *conn, const char *certificate_id, const struct pem_bundle *bundle,
+			      struct sealing_key *sealing_key, bool enqueue, json_object *lines,
+			      struct error *err)
+{
+	return store_version(conn, certificate_id, bundle, false, sealing_key, enqueue, lines, err);
+}
+
+int certificate_version_store_keyless(PGconn *conn, const char *certificate_id,
+				      const struct pem_bundle *bundle, bool enqueue, json_object *lines,
+				      struct error *err)
+{
+	/* Enqueue seals nothing for a keyless current version: this key is never loaded. */
+	struct sealing_key unused = { { 0 }, false };
+
+	return store_version(conn, certificate_id, bundle, true, &unused, enqueue, lines, err);
 }
 
 int certificate_version_import(PGconn *conn, const char *certificate_id,
@@ -150,8 +169,10 @@ int certificate_version_import(PGconn *conn, const char *certificate_id,
 	if (PQntuples(result) > 0)
 		json_object_array_add(lines, version_line(certificate_id, result,
 							  bundle->fingerprint_sha256, true));
-	else if ((code = store_version(conn, certificate_id, bundle, sealing_key, enqueue,
-				       lines, err)) != 0)
+	else if ((code = store_version(conn, certificate_id, bundle, false, sealing_key, enqueue,
+				       lines, err)) != 0 ||
+		 (code = record_import(conn, certificate_id, json_object_array_get_idx(lines, 0),
+				       err)) != 0)
 		goto rollback;
 	if ((code = db_commit(conn, err)) != 0)
 		goto out;

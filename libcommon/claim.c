@@ -38,7 +38,7 @@
 
 #define CLAIM_PENDING_NOW                                                       \
 	" j.status = 'Pending' AND j.scheduled_at <= now()"                     \
-	" AND ($1::text IS NULL OR j.type = $1)"
+	" AND ($1::text IS NULL OR j.type = ANY (string_to_array($1, ',')))"
 
 /* A central claimer never takes a job that an agent is meant to run. */
 static const char claim_central_sql[] =
@@ -90,7 +90,7 @@ static const char claim_agent_targeted_sql[] =
  */
 static const char list_agent_awaiting_csr_sql[] =
 	"SELECT " JOB_LINE_COLUMNS " FROM jobs j"
-	" WHERE j.status = 'AwaitingCSR' AND ($1::text IS NULL OR j.type = $1)"
+	" WHERE j.status = 'AwaitingCSR' AND ($1::text IS NULL OR j.type = ANY (string_to_array($1, ',')))"
 	" AND (j.agent_id IS NULL OR j.agent_id = $3)"
 	" AND (j.target_id IS NULL OR EXISTS (SELECT 1 FROM deployment_targets t"
 	"      WHERE t.id = j.target_id AND t.retired_at IS NULL))"
@@ -146,8 +146,7 @@ static const char reap_expired_sql[] =
 	" UPDATE jobs j SET"
 	"  status = CASE WHEN j.attempts >= j.max_attempts THEN 'Failed' ELSE 'Pending' END,"
 	"  scheduled_at = CASE WHEN j.attempts >= j.max_attempts THEN j.scheduled_at"
-	"   ELSE now() + LEAST($1::float8 * power(2::float8, LEAST(GREATEST(j.attempts - 1, 0), 30)),"
-	"                      $2::float8) * interval '1 second' END,"
+	"   ELSE now() + " JOB_BACKOFF_SQL("$1", "$2") " END,"
 	"  last_error = CASE WHEN j.attempts >= j.max_attempts"
 	"   THEN 'lease expired after ' || j.attempts || ' attempts'"
 	"   ELSE 'lease expired on attempt ' || j.attempts END,"
@@ -167,9 +166,15 @@ static const char *column_or_null(const PGresult *result, int row, int column)
 	return PQgetisnull(result, row, column) ? NULL : PQgetvalue(result, row, column);
 }
 
+/* Where job lines go: a stream, or (stream NULL) an array for a claimer that runs the jobs itself. */
+struct claim_output {
+	FILE *stream;
+	json_object *lines;
+};
+
 /* Writes every row of each result as a job line; extra columns "reaped", "last_error". */
-static int write_job_lines(FILE *output, PGresult *const *results, int result_count,
-			   bool reap_columns, long *count, struct error *err)
+static int write_job_lines(const struct claim_output *output, PGresult *const *results,
+			   int result_count, bool reap_columns, long *count, struct error *err)
 {
 	for (int r = 0; r < result_count; r++) {
 		for (int row = 0; row < PQntuples(results[r]); row++) {
@@ -182,15 +187,19 @@ static int write_job_lines(FILE *output, PGresult *const *results, int result_co
 				json_add_text_column(line, "last_error", results[r], row,
 						     JOB_LINE_COLUMN_COUNT + 1);
 			}
-			code = jsonl_put(output, line, err);
+			(*count)++;
+			if (output->stream == NULL) {
+				json_object_array_add(output->lines, line);
+				continue;
+			}
+			code = jsonl_put(output->stream, line, err);
 			json_object_put(line);
 			if (code != 0)
 				return code;
-			(*count)++;
 		}
 	}
 	/* One flush per claim: the reader gets the batch whole, in few writes. */
-	return jsonl_flush(output, err);
+	return output->stream == NULL ? 0 : jsonl_flush(output->stream, err);
 }
 
 /* Locks the agent row for the claim; 0 when it exists and is active. */
@@ -221,8 +230,8 @@ static int lock_active_agent(PGconn *conn, const char *agent_id, struct error *e
  * claimed). Returns 0 (nothing to do included), EXIT_NOT_FOUND (unknown
  * agent), EXIT_RETIRED, or a database code.
  */
-static int claim_jobs(PGconn *conn, const struct claim_request *request, FILE *output,
-		      long *count, long *claimed, struct error *err)
+static int claim_jobs(PGconn *conn, const struct claim_request *request,
+		      const struct claim_output *output, long *count, long *claimed, struct error *err)
 {
 	PGresult *results[MAX_CLAIM_RESULTS] = { NULL };
 	int result_count = 0, code;
@@ -291,7 +300,7 @@ struct claim_wait {
 static int output_pipe(FILE *output)
 {
 	struct stat status;
-	int fd = fileno(output);
+	int fd = output == NULL ? -1 : fileno(output);
 
 	return fd >= 0 && fstat(fd, &status) == 0 && S_ISFIFO(status.st_mode) ? fd : -1;
 }
@@ -311,8 +320,9 @@ static int stopped_while(const char *doing, struct error *err)
  * *count adds up the lines of every try, *claimed the jobs flipped to Running.
  */
 static int claim_when_ready(PGconn *conn, const struct claim_request *request,
-			    const struct claim_wait *wait, bool until_claimed, FILE *output,
-			    long *count, long *claimed, struct error *err)
+			    const struct claim_wait *wait, bool until_claimed,
+			    const struct claim_output *output, long *count, long *claimed,
+			    struct error *err)
 {
 	*count = 0;
 	*claimed = 0;
@@ -405,16 +415,17 @@ static int start_waiting(PGconn *conn, FILE *output, struct claim_wait *wait, st
 	return 0;
 }
 
-int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
-		       FILE *output, long *count, struct error *err)
+/* claim_jobs_waiting() into output; wait_seconds 0: no wait, negative: for ever. */
+static int claim_into(PGconn *conn, const struct claim_request *request, long wait_seconds,
+		      const struct claim_output *output, long *count, struct error *err)
 {
 	struct claim_wait wait;
 	long claimed;
 	int code;
 
-	if (wait_seconds <= 0)
+	if (wait_seconds == 0)
 		return claim_jobs(conn, request, output, count, &claimed, err);
-	if ((code = start_waiting(conn, output, &wait, err)) != 0)
+	if ((code = start_waiting(conn, output->stream, &wait, err)) != 0)
 		return code;
 	wait.deadline = deadline_after(wait_seconds);
 	code = claim_when_ready(conn, request, &wait, false, output, count, &claimed, err);
@@ -422,9 +433,27 @@ int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long w
 	return code;
 }
 
+int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
+		       FILE *output, long *count, struct error *err)
+{
+	const struct claim_output into = { output, NULL };
+
+	return claim_into(conn, request, wait_seconds < 0 ? 0 : wait_seconds, &into, count, err);
+}
+
+int claim_jobs_collect(PGconn *conn, const struct claim_request *request, long wait_seconds,
+		       json_object *job_lines, struct error *err)
+{
+	const struct claim_output into = { NULL, job_lines };
+	long count;
+
+	return claim_into(conn, request, wait_seconds, &into, &count, err);
+}
+
 int claim_jobs_following(PGconn *conn, const struct claim_request *request, long idle_seconds,
 			 FILE *output, long *count, struct error *err)
 {
+	const struct claim_output into = { output, NULL };
 	struct claim_wait wait;
 	long round, claimed;
 	int code;
@@ -435,7 +464,7 @@ int claim_jobs_following(PGconn *conn, const struct claim_request *request, long
 	for (;;) {
 		/* The idle time counts from the end of the last round that claimed. */
 		wait.deadline = deadline_after(idle_seconds);
-		code = claim_when_ready(conn, request, &wait, true, output, &round, &claimed, err);
+		code = claim_when_ready(conn, request, &wait, true, &into, &round, &claimed, err);
 		*count += round;
 		/* Without an error it returns having claimed, or having waited out the idle time. */
 		if (code != 0 || claimed == 0)
@@ -483,6 +512,7 @@ static int record_failures(PGconn *conn, const PGresult *jobs, struct error *err
 
 int reap_jobs(PGconn *conn, FILE *output, long *count, struct error *err)
 {
+	const struct claim_output into = { output, NULL };
 	PGresult *results[2] = { NULL, NULL };
 	char base[24], cap[24];
 	const char *params[2] = { base, cap };
@@ -504,7 +534,7 @@ int reap_jobs(PGconn *conn, FILE *output, long *count, struct error *err)
 	}
 	if ((code = db_commit(conn, err)) != 0)
 		goto out;
-	code = write_job_lines(output, results, 2, true, count, err);
+	code = write_job_lines(&into, results, 2, true, count, err);
 out:
 	PQclear(results[0]);
 	PQclear(results[1]);

@@ -16,6 +16,13 @@
 /* A reaped job waits BASE * 2^(attempts-1) seconds, at most CAP, before its next claim. */
 #define REAP_BACKOFF_BASE_SECONDS 30
 #define REAP_BACKOFF_CAP_SECONDS 3600
+/*
+ * That backoff in SQL, for the job row aliased j, its base and cap given as
+ * parameters ("$1"): the reaper's and a failed issuance's (jobs.h).
+ */
+#define JOB_BACKOFF_SQL(base, cap)                                                      \
+	"LEAST(" base "::float8 * power(2::float8, LEAST(GREATEST(j.attempts - 1, 0), 30)),"  \
+	" " cap "::float8) * interval '1 second'"
 
 /* Room for a default worker name: the host name, ':' and a pid. */
 #define WORKER_NAME_SIZE (HOST_NAME_MAX + 32)
@@ -25,7 +32,7 @@ void default_worker_name(char name[WORKER_NAME_SIZE]);
 
 struct claim_request {
 	const char *agent_id;   /* NULL: a central claim */
-	const char *job_type;   /* NULL: every type */
+	const char *job_type;   /* NULL: every type; else one, or several comma-separated */
 	const char *worker;     /* stored as claimed_by, the claim token with attempts */
 	long limit;             /* jobs flipped to Running (and AwaitingCSR jobs listed) */
 	long lease_seconds;
@@ -46,6 +53,14 @@ struct claim_request {
  */
 int claim_jobs_waiting(PGconn *conn, const struct claim_request *request, long wait_seconds,
 		       FILE *output, long *count, struct error *err);
+
+/*
+ * claim_jobs_waiting() for a claimer that runs what it claims itself
+ * (certctl-issue): the job lines are appended to job_lines (a json array,
+ * caller-owned) instead of written. wait_seconds 0: no wait; negative: for ever.
+ */
+int claim_jobs_collect(PGconn *conn, const struct claim_request *request, long wait_seconds,
+		       json_object *job_lines, struct error *err);
 
 /*
  * Claims round after round on one connection: as soon as a round has been

@@ -2,6 +2,8 @@
 #ifndef CERTCTL_JOBS_H
 #define CERTCTL_JOBS_H
 
+#include <stdbool.h>
+
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
@@ -37,5 +39,26 @@ json_object *job_line_from_row(const PGresult *result, int row, int first_column
 int job_finish_fenced(PGconn *conn, const char *job_id, const struct job_claim *claim,
 		      const char *final_status, const char *last_error,
 		      json_object *result, struct error *err);
+
+/* Room for an RFC 3339 UTC timestamp ("2026-11-22T10:00:00Z") and a NUL. */
+#define JOB_TIME_SIZE 32
+
+/*
+ * A failed attempt of a job still Running under claim: back to Pending,
+ * scheduled after the reaper's backoff (claim.h), while attempts remain,
+ * else Failed; last_error stored. *failed says which, scheduled_at when it
+ * runs next. Fenced and coded as job_finish_fenced().
+ */
+int job_retry_fenced(PGconn *conn, const char *job_id, const struct job_claim *claim,
+		     const char *last_error, bool *failed, char scheduled_at[JOB_TIME_SIZE],
+		     struct error *err);
+
+/*
+ * The lease of a job still Running under claim, moved to seconds from now:
+ * for work that may outlast the lease it was claimed with (a slow issuer).
+ * Fenced and coded as job_finish_fenced().
+ */
+int job_extend_lease_fenced(PGconn *conn, const char *job_id, const struct job_claim *claim,
+			    long seconds, struct error *err);
 
 #endif

@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "certnames.h"
 #include "exitcode.h"
 #include "fileio.h"
 #include "pem.h"
@@ -263,6 +264,37 @@ static int fill_leaf_facts(X509 *leaf, struct pem_bundle *bundle, struct error *
 	return 0;
 }
 
+/*
+ * The checks every bundle passes once its certificates are read: the leaf
+ * (certs[0]) is for key (a private key, kept in bundle->key_pem, or with
+ * key_is_private false a public key, nothing kept), the chain is in order,
+ * nothing has expired; then bundle is filled.
+ */
+static int check_certificates(STACK_OF(X509) *certs, const char *cert_label, EVP_PKEY *key,
+			      bool key_is_private, const char *key_label, struct pem_bundle *bundle,
+			      struct error *err)
+{
+	X509 *leaf = sk_X509_value(certs, 0);
+	int code;
+
+	if (key_is_private ? X509_check_private_key(leaf, key) != 1
+			   : EVP_PKEY_eq(X509_get0_pubkey(leaf), key) != 1) {
+		ERR_clear_error();
+		return error_set(err, EXIT_DATA, "%s: the %s key does not match the certificate in %s",
+				 key_label, key_is_private ? "private" : "public", cert_label);
+	}
+	if ((code = check_chain_order(certs, err)) != 0 || (code = check_not_expired(certs, err)) != 0 ||
+	    (code = fill_leaf_facts(leaf, bundle, err)) != 0)
+		return code;
+	bundle->cert_pem = certificate_to_pem(leaf);
+	bundle->chain_pem = chain_to_pem(certs);
+	bundle->key_algorithm = key_algorithm_of(key);
+	if (bundle->cert_pem == NULL || bundle->chain_pem == NULL || bundle->key_algorithm == NULL ||
+	    (key_is_private && !key_to_pem(key, bundle)))
+		return error_set(err, EXIT_INTERNAL, "cannot re-encode the bundle: out of memory");
+	return 0;
+}
+
 int pem_bundle_check(const char *cert_text, size_t cert_length, const char *cert_label,
 		     const char *chain_text, size_t chain_length, const char *chain_label,
 		     const unsigned char *key_text, size_t key_length, const char *key_label,
@@ -272,7 +304,6 @@ int pem_bundle_check(const char *cert_text, size_t cert_length, const char *cert
 	BIO *key_bio = NULL;
 	EVP_PKEY *key = NULL;
 	char reason[256];
-	X509 *leaf;
 	int code;
 
 	memset(bundle, 0, sizeof(*bundle));
@@ -285,7 +316,6 @@ int pem_bundle_check(const char *cert_text, size_t cert_length, const char *cert
 	if (chain_text != NULL &&
 	    (code = read_certificates(chain_text, chain_length, chain_label, certs, err)) != 0)
 		goto out;
-	leaf = sk_X509_value(certs, 0);
 
 	ERR_clear_error();
 	key_bio = key_length > PEM_MAX_FILE_BYTES ? NULL : BIO_new_mem_buf(key_text, (int)key_length);
@@ -295,29 +325,34 @@ int pem_bundle_check(const char *cert_text, size_t cert_length, const char *cert
 				 key_label, openssl_reason(reason, sizeof(reason), "parse error"));
 		goto out;
 	}
-	if (X509_check_private_key(leaf, key) != 1) {
-		ERR_clear_error();
-		code = error_set(err, EXIT_DATA, "%s: the private key does not match the certificate in %s",
-				 key_label, cert_label);
-		goto out;
-	}
-	if ((code = check_chain_order(certs, err)) != 0 || (code = check_not_expired(certs, err)) != 0)
-		goto out;
-	if ((code = fill_leaf_facts(leaf, bundle, err)) != 0)
-		goto out;
-	bundle->cert_pem = certificate_to_pem(leaf);
-	bundle->chain_pem = chain_to_pem(certs);
-	bundle->key_algorithm = key_algorithm_of(key);
-	if (bundle->cert_pem == NULL || bundle->chain_pem == NULL || bundle->key_algorithm == NULL ||
-	    !key_to_pem(key, bundle)) {
-		code = error_set(err, EXIT_INTERNAL, "cannot re-encode the bundle: out of memory");
-		goto out;
-	}
+	code = check_certificates(certs, cert_label, key, true, key_label, bundle, err);
 out:
 	if (code != 0)
 		pem_bundle_free(bundle);
 	EVP_PKEY_free(key);
 	BIO_free(key_bio);
+	sk_X509_pop_free(certs, X509_free);
+	ERR_clear_error();
+	return code;
+}
+
+int pem_bundle_check_issued(const char *cert_text, size_t cert_length, const char *cert_label,
+			    EVP_PKEY *key, bool key_is_private, const char *key_label,
+			    const struct name_request *names, struct pem_bundle *bundle,
+			    struct error *err)
+{
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	int code;
+
+	memset(bundle, 0, sizeof(*bundle));
+	if (certs == NULL)
+		code = error_set(err, EXIT_INTERNAL, "out of memory");
+	else if ((code = read_certificates(cert_text, cert_length, cert_label, certs, err)) == 0 &&
+		 (code = check_certificates(certs, cert_label, key, key_is_private, key_label, bundle,
+					    err)) == 0)
+		code = certificate_names_check(sk_X509_value(certs, 0), names, err);
+	if (code != 0)
+		pem_bundle_free(bundle);
 	sk_X509_pop_free(certs, X509_free);
 	ERR_clear_error();
 	return code;

@@ -6,7 +6,12 @@
 #ifndef CERTCTL_PEM_H
 #define CERTCTL_PEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include <openssl/evp.h>
+
+#include "certnames.h"
 
 #include "digest.h"
 #include "error.h"
@@ -18,7 +23,7 @@
 struct pem_bundle {
 	char *cert_pem;                 /* the leaf alone, re-encoded */
 	char *chain_pem;                /* intermediates in order, "" when none */
-	unsigned char *key_pem;         /* PKCS#8 PEM of the private key: secret */
+	unsigned char *key_pem;         /* PKCS#8 PEM of the private key: secret; NULL when made on an agent */
 	size_t key_length;
 	char fingerprint_sha256[SHA256_HEX_SIZE];  /* lowercase hex of the leaf DER */
 	char *serial_number;            /* lowercase hex */
@@ -40,6 +45,18 @@ int pem_bundle_check(const char *cert_text, size_t cert_length, const char *cert
 		     const char *chain_text, size_t chain_length, const char *chain_label,
 		     const unsigned char *key_text, size_t key_length, const char *key_label,
 		     struct pem_bundle *bundle, struct error *err);
+
+/*
+ * An issuer's result, checked as pem_bundle_check() checks an import:
+ * cert_text holds the leaf followed by its chain; the leaf carries exactly
+ * the names asked for (certnames.h) and is for key: a private key made
+ * here, whose PKCS#8 PEM goes into bundle->key_pem, or (key_is_private
+ * false) the public key of a CSR made on an agent, leaving key_pem NULL.
+ */
+int pem_bundle_check_issued(const char *cert_text, size_t cert_length, const char *cert_label,
+			    EVP_PKEY *key, bool key_is_private, const char *key_label,
+			    const struct name_request *names, struct pem_bundle *bundle,
+			    struct error *err);
 
 /*
  * pem_bundle_check() on files: cert_path (leaf or fullchain), chain_path (may

@@ -261,8 +261,11 @@ int run_command_io(char *const argv[], const struct command_env *env, struct com
 	struct stderr_kept stderr_kept = { .kept = 0, .io = io, .line_length = 0 };
 	char *summary = stderr_kept.summary, drain[512];
 	int input_fd = -1;
-	bool cut, timed_out = false, stderr_closed = false;
-	long long allowed = run_deadline_command_ms(command_timeout_seconds(), &cut);
+	bool own_timeout = io != NULL && io->timeout_seconds > 0;
+	int timeout_seconds = own_timeout ? io->timeout_seconds : command_timeout_seconds();
+	bool cut = false, timed_out = false, stderr_closed = false;
+	long long allowed = own_timeout ? (long long)timeout_seconds * 1000
+					: run_deadline_command_ms(timeout_seconds, &cut);
 	long long deadline = monotonic_milliseconds() + allowed;
 	int pipe_fds[2], status = 0;
 	char **environment;
@@ -363,13 +366,15 @@ int run_command_io(char *const argv[], const struct command_env *env, struct com
 	}
 	summary[stderr_kept.kept] = '\0';
 	one_line(summary);
+	if (io != NULL && io->last_line[0] != '\0')
+		summary = io->last_line;
 
 	if (timed_out && cut)
 		return error_set(err, EXIT_FAILED_CLEANLY, "%s timed out after %.1f s (cut to fit the run deadline, %s) and was killed%s%s",
 				 argv[0], (double)allowed / 1000, RUN_DEADLINE_ENV, summary[0] ? ": " : "", summary);
 	if (timed_out)
 		return error_set(err, EXIT_FAILED_CLEANLY, "%s timed out after %d s and was killed%s%s", argv[0],
-				 command_timeout_seconds(), summary[0] ? ": " : "", summary);
+				 timeout_seconds, summary[0] ? ": " : "", summary);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (WIFSIGNALED(status))

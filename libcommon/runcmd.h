@@ -42,17 +42,23 @@ int run_command(char *const argv[], const struct command_env *env, struct error 
 /* Longest stderr line run_command_io() keeps, terminator included. */
 #define COMMAND_LAST_LINE_SIZE 400
 
-/* What run_command_io() feeds a command on stdin and keeps of its stderr. */
+/* What run_command_io() feeds a command on stdin, how long it may take, and what it keeps of its stderr. */
 struct command_io {
 	const char *input;      /* input_length bytes on stdin; NULL: /dev/null */
 	size_t input_length;
+	/* > 0: the command's own timeout (an issuer's), not cut by the run deadline; 0: command_timeout_seconds() */
+	int timeout_seconds;
 	/* Filled: the last non-blank line it wrote to stderr (cut, control characters blanked), or "". */
 	char last_line[COMMAND_LAST_LINE_SIZE];
 	/* Filled: the status it exited with, or -1 when it was killed, timed out or never ran. */
 	int exit_status;
 };
 
-/* run_command(), with io's input on stdin (certctl-notify's event line) and its last stderr line kept. */
+/*
+ * run_command(), with io's input on stdin (certctl-notify's event line), io's
+ * timeout (certctl-issue's issuer), and its last stderr line kept: a failure's
+ * err then ends with that line, where a program says why it gave up.
+ */
 int run_command_io(char *const argv[], const struct command_env *env, struct command_io *io,
 		   struct error *err);
 

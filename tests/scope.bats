@@ -75,6 +75,21 @@ refused() {
 	expect_equal 2 "$(sql "SELECT count(*) FROM version_keys")" "sealed keys in all"
 }
 
+@test "scope: agent B sees the unassigned jobs of its own target and certificate only, never A's" {
+	sql "INSERT INTO jobs (id, type, status, target_id) VALUES
+		('job-target-a', 'Deployment', 'Pending', 'target-a'), ('job-target-b', 'Deployment', 'Pending', 'target-b')"
+	sql "INSERT INTO jobs (id, type, status, certificate_id) VALUES
+		('job-csr-a', 'Issuance', 'AwaitingCSR', 'mc-a'), ('job-csr-b', 'Issuance', 'AwaitingCSR', 'mc-b')"
+	expect_equal "job-csr-b,job-target-b" \
+		"$(agent_psql agent-b -c "SELECT string_agg(id, ',' ORDER BY id) FROM jobs WHERE agent_id IS NULL")" "unassigned jobs"
+	# The policy's tests (migration 000009) answer for the caller's own agent only.
+	expect_equal "f|t|f|t" "$(agent_psql agent-b -c "SELECT certctl_session_target('target-a'),
+		certctl_session_target('target-b'), certctl_session_certificate('mc-a'), certctl_session_certificate('mc-b')")"
+	run --separate-stderr agent_psql agent-b -c "UPDATE jobs SET status = 'Running', attempts = 1 WHERE id = 'job-target-a'"
+	expect_status 0
+	expect_equal "Pending|0" "$(sql "SELECT status, attempts FROM jobs WHERE id = 'job-target-a'")" "A's job untouched"
+}
+
 @test "scope: no agent role reads key_sealed, audit events or the migrations table" {
 	for statement in "SELECT key_sealed FROM certificate_versions" "SELECT * FROM certificate_versions" \
 		"SELECT count(*) FROM audit_events" "SELECT count(*) FROM schema_migrations" \

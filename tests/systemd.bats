@@ -4,7 +4,7 @@
 load helpers
 
 UNITS_DIR="$TESTS_DIR/../contrib/systemd"
-SERVICES="certctl-heartbeat@.service certctl-agent@.service certctl-reap.service certctl-deploy-ssh.service certctl-notify.service
+SERVICES="certctl-heartbeat@.service certctl-agent@.service certctl-reap.service certctl-deploy-ssh.service certctl-notify.service certctl-issue.service
 	certctl-verify-all.service"
 TIMERS="certctl-agent@.timer certctl-reap.timer certctl-deploy-ssh.timer"
 
@@ -92,7 +92,7 @@ unit_line() {
 }
 
 @test "systemd: only the agent unit runs as root; the others run as the certctl user with no capabilities" {
-	for service in certctl-heartbeat@.service certctl-reap.service certctl-deploy-ssh.service certctl-notify.service \
+	for service in certctl-heartbeat@.service certctl-reap.service certctl-deploy-ssh.service certctl-notify.service certctl-issue.service \
 		certctl-verify-all.service; do
 		unit_line "$service" User=certctl >/dev/null || { echo "$service: no User=certctl"; return 1; }
 		unit_line "$service" CapabilityBoundingSet= >/dev/null || { echo "$service keeps capabilities"; return 1; }
@@ -128,6 +128,13 @@ unit_line() {
 	run --separate-stderr systemd-analyze calendar --iterations=2 '*:0/15'
 	expect_status 0
 	expect_contains "$output" "*-*-* *:00/15:00"
+}
+
+@test "systemd: the issue unit follows the queue, restarts on failure but not after 64 or 78, and stops cleanly (75)" {
+	unit_line certctl-issue.service 'ExecStart=/usr/local/bin/certctl-issue --follow'
+	unit_line certctl-issue.service Restart=on-failure
+	unit_line certctl-issue.service 'RestartPreventExitStatus=64 78'
+	unit_line certctl-issue.service SuccessExitStatus=75
 }
 
 @test "systemd: each timer fires every minute and starts the service of its own name" {
