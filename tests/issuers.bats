@@ -9,13 +9,11 @@ load lib/pebble
 
 setup_file() {
 	export ISSUERS="$TESTS_DIR/../contrib/issuers"
-	HTTP_PORT=$(free_port)
-	export HTTP_PORT
-	start_pebble "$BATS_FILE_TMPDIR/pebble" "$HTTP_PORT"
+	pebble_setup_file
 }
 
 teardown_file() {
-	stop_pebble "$BATS_FILE_TMPDIR/pebble"
+	pebble_teardown_file
 }
 
 setup() {

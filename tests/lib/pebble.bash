@@ -10,6 +10,8 @@
 #   VALIDITY_SECONDS: the issued certificates' lifetime (pebble's
 #      certificateValidityPeriod; its default is five years).
 # stop_pebble DIR: stops both; the URL then refuses connections.
+# pebble_setup_file / pebble_teardown_file: one pebble for a bats file, in
+#   BATS_FILE_TMPDIR, validating on HTTP_PORT (a free port, exported).
 # Needs lib/pki (make_pki, make_leaf) and lib/net (free_port, wait_for_port).
 
 start_pebble() {
@@ -81,4 +83,14 @@ stop_pebble() {
 		done
 		rm -f "$dir/$name.pid"
 	done
+}
+
+pebble_setup_file() {
+	HTTP_PORT=$(free_port) || return 1
+	export HTTP_PORT
+	start_pebble "$BATS_FILE_TMPDIR/pebble" "$HTTP_PORT"
+}
+
+pebble_teardown_file() {
+	stop_pebble "$BATS_FILE_TMPDIR/pebble"
 }
