@@ -6,11 +6,23 @@ load helpers
 	before=$(ls -d /tmp/certctl-demo.* 2>/dev/null | wc -l)
 	run --separate-stderr "$TESTS_DIR/demo"
 	expect_status 0
-	# v1 and v2 reach all three targets, and nginx serves what was deployed.
-	expect_equal 6 "$(grep -c '"status":"Completed"' <<<"$output")" "Completed deploy lines"
+	# v1, v2 and three ACME versions reach all three targets (the last also
+	# mc-api's), and nginx serves what was deployed.
+	expect_equal 16 "$(grep -c '"target_id":"[^"]*","status":"Completed"' <<<"$output")" "Completed deploy lines"
 	expect_equal 3 "$(grep -c '"status":"Skipped"' <<<"$output")" "Skipped redeploy lines"
-	expect_equal 2 "$(grep -c '"target_id":"target-mail-ssh","status":"Completed"' <<<"$output")" "ssh deploys"
-	expect_equal 2 "$(grep -c '"matches":true,"verified_chain":true' <<<"$output")" "verified fingerprints"
+	expect_equal 5 "$(grep -c '"target_id":"target-mail-ssh","status":"Completed"' <<<"$output")" "ssh deploys"
+	expect_equal 4 "$(grep -c '"matches":true,"verified_chain":true' <<<"$output")" "verified fingerprints"
+	# Issued by pebble through lego, three renewals and one issuance, one of
+	# them for a key made on the agent, which never reached the database.
+	expect_equal 4 "$(grep -c '"certificate_id":"mc-[a-z]*","status":"Completed","fingerprint_sha256"' <<<"$output")" "issued"
+	expect_contains "$output" '"certificate_id":"mc-api","status":"CSRSubmitted"'
+	expect_contains "$output" "in the database: 0"
+	key=$(grep -o 'its public key: *[0-9a-f]*' <<<"$output" | grep -o '[0-9a-f]*$')
+	expect_equal "$key" "$(grep -o 'nginx serves one: *[0-9a-f]*' <<<"$output" | grep -o '[0-9a-f]*$')" "served public key"
+	# The status table and a notification delivered.
+	expect_contains "$output" "target-web01-api    current"
+	expect_contains "$output" '"text":'
+	expect_equal 0 "$(grep -c '"error":"[^"]' <<<"$(sed -n '/certctl-verify --all/,/certctl-status/p' <<<"$output")")" "probe errors"
 	expect_contains "$output" '{"error":"blocked by dependencies","counts":{"active_targets":2'
 	expect_contains "$output" "exit status 77"
 	expect_contains "$output" '"agent_id":"agent-web01","db_role":"certctl_agent_agent_web01"'
