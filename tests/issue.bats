@@ -309,8 +309,15 @@ exec $LOCAL_CA --ca-cert $PKI/chain.pem --ca-key $PKI/intermediate.key"
 }
 
 @test "issue: other bad issuer configs and certificates are 78 each, and the run goes on to the next job" {
-	for config in '{"command": [42]}' '{"command": [""]}' '{"command": ["x"], "timeout": 0.5}' \
-		'{"command": ["x"], "timeout": 100000}'; do
+	configs=('{"command": [42]}' '{"command": [""]}' '{"command": ["x"], "timeout": 0.5}'
+		'{"command": ["x"], "timeout": 100000}')
+	# The schema refuses each of them; an operator who dropped its CHECK gets the same answer from the command.
+	for config in "${configs[@]}"; do
+		run add_issuer iss-bad "$config"
+		expect_status 3 || { echo "the schema took config $config"; return 1; }
+	done
+	sql "ALTER TABLE issuers DROP CONSTRAINT issuers_config_check"
+	for config in "${configs[@]}"; do
 		add_issuer iss-bad "$config"
 		sql "DELETE FROM jobs; DELETE FROM managed_certificates WHERE id = 'mc-bad'"
 		sql "INSERT INTO managed_certificates (id, sans, issuer_id) VALUES ('mc-bad', '{bad.example}', 'iss-bad')"
