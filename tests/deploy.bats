@@ -9,9 +9,7 @@ setup() {
 	PKI="$BATS_TEST_TMPDIR/pki"
 	make_pki "$PKI"
 	for v in v0 v1 v2 v3; do make_leaf "$PKI" "$v" localhost; done
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 	D="$BATS_TEST_TMPDIR/www"
 	mkdir -p "$D"
 	sql "INSERT INTO agents (id, last_heartbeat_at) VALUES ('agent-web01', now())"

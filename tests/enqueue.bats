@@ -143,9 +143,7 @@ target-web02-nginx|agent-web02|mc-shop" \
 @test "enqueue: jobs for a version imported by certctl-import" {
 	make_pki "$BATS_TEST_TMPDIR/pki"
 	make_leaf "$BATS_TEST_TMPDIR/pki" shop shop.example
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 	certctl-import -q --certificate mc-shop --cert "$BATS_TEST_TMPDIR/pki/shop.pem" --key "$BATS_TEST_TMPDIR/pki/shop.key" >/dev/null
 	run --separate-stderr certctl-enqueue --certificate mc-shop
 	expect_status 0

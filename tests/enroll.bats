@@ -8,9 +8,7 @@ setup() {
 	fresh_database
 	ROLE=$(agent_role agent-web01)
 	PW="$BATS_TEST_TMPDIR/web01.password"
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 }
 
 # Can ROLE log in with the password in FILE?

@@ -36,6 +36,13 @@ sql() {
 	as_superuser psql -XAtq -v ON_ERROR_STOP=1 -c "$1"
 }
 
+# The control host's sealing key for this test: $CERTCTL_KEY_FILE, 0600.
+make_sealing_key() {
+	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
+	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
+	chmod 600 "$CERTCTL_KEY_FILE"
+}
+
 # The login role of agent ID in this test's database: roles are cluster-wide,
 # so each test's agents get names of their own.
 agent_role() {

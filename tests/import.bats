@@ -8,9 +8,7 @@ setup() {
 	PKI="$BATS_TEST_TMPDIR/pki"
 	make_pki "$PKI"
 	make_leaf "$PKI" shop shop.example
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 	sql "INSERT INTO managed_certificates (id) VALUES ('mc-shop')"
 }
 

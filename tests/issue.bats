@@ -10,9 +10,7 @@ setup() {
 	fresh_database
 	PKI="$BATS_TEST_TMPDIR/pki"
 	make_pki "$PKI"
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 	D="$BATS_TEST_TMPDIR/www"
 	S="$BATS_TEST_TMPDIR/stand-ins"
 	mkdir -p "$D" "$S"

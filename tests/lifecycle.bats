@@ -21,9 +21,7 @@ teardown_file() {
 
 setup() {
 	fresh_database
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 	D="$BATS_TEST_TMPDIR/www"
 	mkdir -p "$D" "$BATS_TEST_TMPDIR/tmp"
 	sql "INSERT INTO agents (id, last_heartbeat_at) VALUES ('agent-web01', now())"

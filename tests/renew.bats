@@ -8,9 +8,7 @@ setup() {
 	fresh_database
 	PKI="$BATS_TEST_TMPDIR/pki"
 	make_pki "$PKI"
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 	printf '%s\n' '{"kind":"issuer","id":"iss-test","type":"command","config":{"command":["/bin/false"]}}' |
 		certctl-import >/dev/null
 }

@@ -10,9 +10,7 @@ setup() {
 	PKI="$BATS_TEST_TMPDIR/pki"
 	make_pki "$PKI"
 	make_leaf "$PKI" v1 localhost
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 	D="$BATS_TEST_TMPDIR/www"
 	mkdir -p "$D"
 	local version owner datadir logfile

@@ -12,9 +12,7 @@ setup() {
 	make_pki "$PKI"
 	make_leaf "$PKI" a localhost
 	make_leaf "$PKI" b localhost
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 	D="$BATS_TEST_TMPDIR/www"
 	mkdir -p "$D/a" "$D/b"
 	for x in a b; do

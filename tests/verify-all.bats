@@ -10,9 +10,7 @@ setup() {
 	make_pki "$PKI"
 	make_leaf "$PKI" shop localhost
 	make_leaf "$PKI" other localhost
-	export CERTCTL_KEY_FILE="$BATS_TEST_TMPDIR/sealing.key"
-	openssl rand -hex 32 > "$CERTCTL_KEY_FILE"
-	chmod 600 "$CERTCTL_KEY_FILE"
+	make_sealing_key
 	SHOP=$(fingerprint "$PKI/shop.pem")
 	OTHER=$(fingerprint "$PKI/other.pem")
 	sql "INSERT INTO agents (id, last_heartbeat_at) VALUES ('agent-web01', now()), ('agent-web02', now())"
